@@ -1,0 +1,619 @@
+// Package celerytest runs the reference Celery worker and client of the email
+// service (deployment/docker/email-worker) for tests, with Debian's
+// python3-celery under /usr/bin/python3.
+//
+// Everything is driven through the environment variables the Pulumi program
+// sets on the email-service container: StartWorker and the client functions
+// take exactly that env map (plus PATH, HOME and PYTHONPATH), so a test can
+// hand them the env it read from the program's declared resources.
+//
+// Nothing here prints a password: the harness's own log lines are redacted,
+// and Celery masks the URLs it logs (a test can assert that on Log()).
+package celerytest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Python is the interpreter that has Debian's python3-celery and
+// python3-redis. The python3 first on PATH may be another one.
+const Python = "/usr/bin/python3"
+
+// ReadyTimeout is how long StartWorker and Restart wait for the worker to log
+// "ready.". Defaults to 60s.
+var ReadyTimeout = 60 * time.Second
+
+// StopTimeout is how long Stop waits after SIGTERM (Celery's warm shutdown,
+// which lets running tasks finish) before it kills the worker's process
+// group. Defaults to 15s.
+var StopTimeout = 15 * time.Second
+
+// ClientGrace is added to a client's own --timeout before the harness kills
+// it. Defaults to 60s.
+var ClientGrace = 60 * time.Second
+
+// Install is the one-line hint printed when the tier cannot run.
+const Install = "apt-get install python3-celery python3-redis"
+
+// WorkerSubdir is the directory, relative to the repository root, that holds
+// the emailworker package.
+const WorkerSubdir = "deployment/docker/email-worker"
+
+var (
+	requireOnce sync.Once
+	requireErr  error
+	workerSeq   atomic.Int64
+)
+
+// Require skips the test with one line when /usr/bin/python3 cannot import
+// celery and redis, or fails it when EMAILCLIENT_REQUIRE_TIERS contains
+// "celery".
+func Require(t testing.TB) {
+	t.Helper()
+	requireOnce.Do(func() {
+		out, err := exec.Command(Python, "-c", "import celery, redis").CombinedOutput()
+		if err != nil {
+			last := strings.TrimSpace(string(out))
+			if i := strings.LastIndexByte(last, '\n'); i >= 0 {
+				last = last[i+1:]
+			}
+			if last == "" {
+				last = err.Error()
+			}
+			requireErr = fmt.Errorf("tier celery: %s cannot import celery, redis (%s): %s", Python, last, Install)
+		}
+	})
+	if requireErr == nil {
+		return
+	}
+	if strings.Contains(os.Getenv("EMAILCLIENT_REQUIRE_TIERS"), "celery") {
+		t.Fatal(requireErr)
+	}
+	t.Skip(requireErr)
+}
+
+// RepoRoot returns the directory holding go.mod, found by walking up from the
+// working directory (a test's working directory is its package directory).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("celerytest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// WorkerDir returns the absolute path of deployment/docker/email-worker, the
+// PYTHONPATH entry of the emailworker package.
+func WorkerDir() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, filepath.FromSlash(WorkerSubdir))
+	if _, err := os.Stat(filepath.Join(dir, "emailworker", "app.py")); err != nil {
+		return "", fmt.Errorf("celerytest: emailworker package not found: %w", err)
+	}
+	return dir, nil
+}
+
+// processEnv returns env as KEY=VALUE plus PATH, HOME, PYTHONPATH (unless env
+// sets them) and PYTHONDONTWRITEBYTECODE, so that nothing else from the
+// test's environment leaks into Celery's configuration.
+func processEnv(env map[string]string, workerDir string) []string {
+	base := map[string]string{
+		"PATH":                    os.Getenv("PATH"),
+		"HOME":                    os.Getenv("HOME"),
+		"PYTHONPATH":              workerDir,
+		"PYTHONDONTWRITEBYTECODE": "1",
+		"PYTHONUNBUFFERED":        "1",
+		"LANG":                    "C.UTF-8",
+	}
+	if base["HOME"] == "" {
+		base["HOME"] = os.TempDir()
+	}
+	for k, v := range env {
+		base[k] = v
+	}
+	out := make([]string, 0, len(base))
+	for k, v := range base {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// Redact replaces the passwords of the URLs in env (both URL-encoded and
+// decoded) with "***" in s. The harness uses it for everything it logs.
+func Redact(s string, env map[string]string) string {
+	for _, v := range env {
+		u, err := url.Parse(v)
+		if err != nil || u.User == nil {
+			continue
+		}
+		pw, ok := u.User.Password()
+		if !ok || pw == "" {
+			continue
+		}
+		if raw := rawPassword(v); raw != "" {
+			s = strings.ReplaceAll(s, raw, "***")
+		}
+		s = strings.ReplaceAll(s, pw, "***")
+	}
+	return s
+}
+
+// rawPassword returns the still-encoded password part of a URL's userinfo.
+func rawPassword(v string) string {
+	_, rest, ok := strings.Cut(v, "://")
+	if !ok {
+		return ""
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return ""
+	}
+	_, pw, ok := strings.Cut(rest[:at], ":")
+	if !ok {
+		return ""
+	}
+	return pw
+}
+
+// Worker is a running (or stopped) Celery worker owned by a test.
+type Worker struct {
+	env      map[string]string
+	hostname string
+	logPath  string
+	dir      string
+	workDir  string
+	level    string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+}
+
+// StartWorker runs `python3 -m celery -A emailworker.app worker` with exactly
+// env (plus PATH, HOME and PYTHONPATH) and a unique node name, waits until it
+// logs "<name> ready." and stops it on test cleanup. It fails the test, with
+// the redacted tail of the worker log, when the worker does not come up.
+func StartWorker(t testing.TB, env map[string]string) *Worker {
+	t.Helper()
+	w := newWorker(t, env)
+	t.Cleanup(func() {
+		w.Stop()
+		if t.Failed() {
+			t.Logf("celerytest: worker %s log (tail, redacted):\n%s", w.hostname, w.tail())
+		}
+	})
+	if err := w.start(); err != nil {
+		t.Fatalf("celerytest: %v\n%s", err, w.tail())
+	}
+	return w
+}
+
+// StartWorkerExpectFail runs a worker that is expected to exit on its own
+// (for example with a missing CELERY_BROKER_URL) and returns its log and exit
+// error. It fails the test when the worker becomes ready or keeps running
+// longer than ReadyTimeout.
+func StartWorkerExpectFail(t testing.TB, env map[string]string) (log string, err error) {
+	t.Helper()
+	w := newWorker(t, env)
+	t.Cleanup(w.Stop)
+	offset := w.logSize()
+	if err := w.spawn(); err != nil {
+		t.Fatalf("celerytest: %v", err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(ReadyTimeout):
+		w.Stop()
+		t.Fatalf("celerytest: worker did not exit within %s\n%s", ReadyTimeout, w.tail())
+	}
+	log = w.Log()
+	if strings.Contains(log[min(offset, int64(len(log))):], w.readyMarker()) {
+		t.Fatalf("celerytest: worker became ready, expected it to fail")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.waitErr == nil {
+		return log, errors.New("worker exited with status 0")
+	}
+	return log, w.waitErr
+}
+
+func newWorker(t testing.TB, env map[string]string) *Worker {
+	t.Helper()
+	Require(t)
+	workDir, err := WorkerDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	level := strings.ToLower(env["CELERY_LOG_LEVEL"])
+	if level == "" {
+		level = "info"
+	}
+	copied := make(map[string]string, len(env))
+	for k, v := range env {
+		copied[k] = v
+	}
+	return &Worker{
+		env:      copied,
+		hostname: fmt.Sprintf("celerytest%d-%d@localhost", os.Getpid(), workerSeq.Add(1)),
+		logPath:  filepath.Join(dir, "worker.log"),
+		dir:      dir,
+		workDir:  workDir,
+		level:    level,
+	}
+}
+
+// Hostname returns the worker's Celery node name (name@host); its direct
+// queue is "<Hostname()>.dq2".
+func (w *Worker) Hostname() string { return w.hostname }
+
+// LogPath returns the path of the worker's log (stdout and stderr).
+func (w *Worker) LogPath() string { return w.logPath }
+
+// Log returns the whole worker log, unredacted (Celery masks URL passwords;
+// tests can assert that).
+func (w *Worker) Log() string {
+	b, _ := os.ReadFile(w.logPath)
+	return string(b)
+}
+
+// Pid returns the worker's main process id, or 0 when none was started.
+func (w *Worker) Pid() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cmd == nil || w.cmd.Process == nil {
+		return 0
+	}
+	return w.cmd.Process.Pid
+}
+
+// Running reports whether the worker's main process is alive.
+func (w *Worker) Running() bool {
+	w.mu.Lock()
+	done := w.done
+	w.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop sends SIGTERM (warm shutdown), waits up to StopTimeout, then kills the
+// worker's whole process group (main process and pool children). It is a
+// no-op when the worker is not running.
+func (w *Worker) Stop() { w.signalAndWait(syscall.SIGTERM, StopTimeout) }
+
+// Kill sends SIGKILL to the worker's whole process group, as a crash or an
+// OOM kill would: tasks in progress are lost by the worker.
+func (w *Worker) Kill() { w.signalAndWait(syscall.SIGKILL, 0) }
+
+// Restart stops the worker if it runs and starts it again with the same env
+// and node name, waiting until it is ready.
+func (w *Worker) Restart(t testing.TB) {
+	t.Helper()
+	w.Stop()
+	if err := w.start(); err != nil {
+		t.Fatalf("celerytest: restart: %v\n%s", err, w.tail())
+	}
+}
+
+// Healthcheck runs `python3 -m emailworker.healthcheck` against this worker
+// with the same env: nil when the worker consumed a probe task from its own
+// queue within timeout. The error carries the check's one-line verdict.
+func (w *Worker) Healthcheck(timeout time.Duration) error {
+	secs := fmt.Sprintf("%.1f", timeout.Seconds())
+	out, err := w.run(timeout+ClientGrace, "-m", "emailworker.healthcheck", "--hostname", w.hostname, "--timeout", secs)
+	line := Redact(strings.TrimSpace(string(out)), w.env)
+	if err != nil {
+		return fmt.Errorf("%s (%v)", line, err)
+	}
+	return nil
+}
+
+func (w *Worker) run(limit time.Duration, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Python, args...)
+	cmd.Dir = w.dir
+	cmd.Env = processEnv(w.env, w.workDir)
+	return cmd.CombinedOutput()
+}
+
+func (w *Worker) readyMarker() string { return w.hostname + " ready." }
+
+func (w *Worker) logSize() int64 {
+	fi, err := os.Stat(w.logPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func (w *Worker) spawn() error {
+	logFile, err := os.OpenFile(w.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(Python, "-m", "celery", "-A", "emailworker.app", "worker",
+		"--hostname", w.hostname, "--loglevel", w.level)
+	cmd.Dir = w.dir
+	cmd.Env = processEnv(w.env, w.workDir)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	done := make(chan struct{})
+	w.mu.Lock()
+	w.cmd, w.done, w.waitErr = cmd, done, nil
+	w.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		w.mu.Lock()
+		w.waitErr = err
+		w.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+func (w *Worker) start() error {
+	offset := w.logSize()
+	if err := w.spawn(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	done := w.done
+	w.mu.Unlock()
+	deadline := time.Now().Add(ReadyTimeout)
+	quiet := w.level != "debug" && w.level != "info" // "ready." is logged at info
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return fmt.Errorf("worker %s exited before it was ready: %v", w.hostname, w.waitErr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if quiet {
+			if w.Healthcheck(5*time.Second) == nil {
+				return nil
+			}
+			continue
+		}
+		if w.logContainsAfter(offset, w.readyMarker()) {
+			return nil
+		}
+	}
+	w.Stop()
+	return fmt.Errorf("worker %s not ready within %s", w.hostname, ReadyTimeout)
+}
+
+func (w *Worker) logContainsAfter(offset int64, marker string) bool {
+	f, err := os.Open(w.logPath)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, 0); err != nil {
+		return false
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), marker) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Worker) signalAndWait(sig syscall.Signal, grace time.Duration) {
+	w.mu.Lock()
+	cmd, done := w.cmd, w.done
+	w.mu.Unlock()
+	if cmd == nil || cmd.Process == nil || done == nil {
+		return
+	}
+	pgid := cmd.Process.Pid
+	select {
+	case <-done:
+	default:
+		_ = syscall.Kill(-pgid, sig)
+		if grace > 0 {
+			select {
+			case <-done:
+			case <-time.After(grace):
+			}
+		}
+	}
+	// Whatever is left of the group (pool children) goes now.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-done
+}
+
+func (w *Worker) tail() string {
+	log := Redact(w.Log(), w.env)
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Result is the JSON line printed by `python3 -m emailworker.client`.
+type Result struct {
+	Mode             string         `json:"mode"`
+	Sent             int            `json:"sent"`
+	Completed        int            `json:"completed"`
+	Failed           int            `json:"failed"`
+	Pending          int            `json:"pending"`
+	EnqueueSeconds   float64        `json:"enqueue_seconds"`
+	RoundtripSeconds float64        `json:"roundtrip_seconds"`
+	TaskIDs          []string       `json:"task_ids"`
+	Errors           []string       `json:"errors"`
+	Workers          map[string]int `json:"workers"`
+	// ResultKey is the celery-task-meta-<id> key of the first completed task;
+	// ResultDB is the db of the backend URL, ResultTTL the key's TTL in
+	// seconds, ResultKeyDBs the dbs (0-15) in which the key exists.
+	ResultKey      string `json:"result_key"`
+	ResultDB       int    `json:"result_db"`
+	ResultTTL      int64  `json:"result_ttl"`
+	ResultKeyDBs   []int  `json:"result_key_dbs"`
+	ResultKeyError string `json:"result_key_error"`
+	// Error is set when the client could not run: a configuration error
+	// (exit 2, naming the variable) or a broker error (exit 1).
+	Error string `json:"error"`
+
+	// ExitCode and Stdout are filled in by the harness; Stdout is the raw
+	// output, for assertions that nothing secret is printed.
+	ExitCode int    `json:"-"`
+	Stdout   string `json:"-"`
+}
+
+// EnqueuePerSecond is Sent / EnqueueSeconds (0 when not measured).
+func (r Result) EnqueuePerSecond() float64 {
+	if r.EnqueueSeconds <= 0 {
+		return 0
+	}
+	return float64(r.Sent) / r.EnqueueSeconds
+}
+
+// RoundtripPerSecond is Completed / RoundtripSeconds (0 when not measured).
+func (r Result) RoundtripPerSecond() float64 {
+	if r.RoundtripSeconds <= 0 {
+		return 0
+	}
+	return float64(r.Completed) / r.RoundtripSeconds
+}
+
+// RunClient runs `python3 -m emailworker.client ARGS...` with exactly env
+// (plus PATH, HOME and PYTHONPATH) and parses its JSON line. It returns an
+// error only when the client produced no JSON line; a Result with Error set
+// (configuration or broker error) is returned with a nil error. timeout
+// bounds the whole run (plus ClientGrace).
+func RunClient(env map[string]string, timeout time.Duration, args ...string) (Result, error) {
+	workDir, err := WorkerDir()
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+ClientGrace)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Python, append([]string{"-m", "emailworker.client"}, args...)...)
+	cmd.Dir = os.TempDir()
+	cmd.Env = processEnv(env, workDir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	res := Result{Stdout: stdout.String()}
+	var exitErr *exec.ExitError
+	if errors.As(runErr, &exitErr) {
+		res.ExitCode = exitErr.ExitCode()
+	} else if runErr != nil {
+		return res, fmt.Errorf("celerytest: client: %w", runErr)
+	}
+	line := lastLine(stdout.String())
+	if line == "" || json.Unmarshal([]byte(line), &res) != nil {
+		return res, fmt.Errorf("celerytest: client printed no JSON line (exit %d): %s",
+			res.ExitCode, Redact(lastLines(stderr.String()+stdout.String(), 15), env))
+	}
+	return res, nil
+}
+
+// Client runs the client like RunClient and fails the test when it produced
+// no JSON line. Configuration and broker errors come back in Result.Error.
+func Client(t testing.TB, env map[string]string, timeout time.Duration, args ...string) Result {
+	t.Helper()
+	Require(t)
+	res, err := RunClient(env, timeout, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// Send sends count send_email tasks and waits up to timeout for all results.
+// It fails the test when the client could not run at all (Result.Error);
+// completed, failed and pending counts are for the caller to assert.
+func Send(t testing.TB, env map[string]string, count int, timeout time.Duration) Result {
+	t.Helper()
+	res := Client(t, env, timeout, "send", "--count", fmt.Sprint(count), "--timeout", seconds(timeout))
+	if res.Error != "" {
+		t.Fatalf("celerytest: send: %s", Redact(res.Error, env))
+	}
+	return res
+}
+
+// Enqueue sends count send_email tasks without waiting for results; the ids
+// are in Result.TaskIDs, for Collect.
+func Enqueue(t testing.TB, env map[string]string, count int) Result {
+	t.Helper()
+	res := Client(t, env, time.Minute, "enqueue", "--count", fmt.Sprint(count))
+	if res.Error != "" {
+		t.Fatalf("celerytest: enqueue: %s", Redact(res.Error, env))
+	}
+	return res
+}
+
+// Collect waits up to timeout for the results of ids (from Enqueue or Send).
+func Collect(t testing.TB, env map[string]string, ids []string, timeout time.Duration) Result {
+	t.Helper()
+	if len(ids) == 0 {
+		return Result{Mode: "collect"}
+	}
+	args := append([]string{"collect", "--timeout", seconds(timeout)}, ids...)
+	res := Client(t, env, timeout, args...)
+	if res.Error != "" {
+		t.Fatalf("celerytest: collect: %s", Redact(res.Error, env))
+	}
+	return res
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
