@@ -1,0 +1,20 @@
+// Command redis-ops is the operator CLI for the Celery Redis broker: health,
+// monitor, slowlog, stats, analyze, backup, list, verify and restore. Run
+// "redis-ops help" for the commands and "redis-ops COMMAND --help" for flags.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/emailclient/emailclient-infra/deployment/ops"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := ops.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

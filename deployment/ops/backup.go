@@ -1,0 +1,384 @@
+package ops
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// backupPrefix starts every backup file name; retention only touches files
+// named like this.
+const backupPrefix = "redis-backup-"
+
+// manifest describes one backup; it is written next to the RDB file as
+// <name>.manifest.json.
+type manifest struct {
+	File         string           `json:"file"`
+	CreatedAt    time.Time        `json:"created_at"`
+	Size         int64            `json:"size"`
+	Keys         int64            `json:"keys"`
+	Keyspace     map[string]int64 `json:"keyspace"`
+	MD5          string           `json:"md5"`
+	SHA256       string           `json:"sha256"`
+	RedisVersion string           `json:"redis_version"`
+	SourceAddr   string           `json:"source_addr"`
+	RDB          rdbCheck         `json:"rdb"`
+}
+
+// manifestPath returns the manifest path of an RDB backup path.
+func manifestPath(rdb string) string { return strings.TrimSuffix(rdb, ".rdb") + ".manifest.json" }
+
+// rdbPathOf accepts either a backup's .rdb or its .manifest.json path.
+func rdbPathOf(path string) string {
+	if base, ok := strings.CutSuffix(path, ".manifest.json"); ok {
+		return base + ".rdb"
+	}
+	return path
+}
+
+// backupOptions configures runBackup.
+type backupOptions struct {
+	dir       string        // backup directory (required)
+	dataDir   string        // Redis data dir on this host; defaults to CONFIG GET dir
+	retention time.Duration // delete backups older than this; default 720h, 0 disables
+	wait      time.Duration // how long to wait for BGSAVE; default 30m
+	progress  bool
+}
+
+func runBackup(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("backup", "--dir DIR [flags]", `
+Runs BGSAVE (waiting for a save already in progress, or scheduling after an
+AOF rewrite), waits until it finishes with progress, copies the RDB from the
+Redis data dir (which must be readable on this host: --data-dir, default
+CONFIG GET dir; streaming over the network is not supported), checks it
+(magic header, EOF marker, CRC64 and redis-check-rdb when installed), writes
+MD5, SHA256 and a JSON manifest next to it (temp file + rename), then deletes
+backups in DIR older than --retention.`)
+	c := e.addConnFlags(fs)
+	o := backupOptions{}
+	fs.StringVar(&o.dir, "dir", "", "backup directory (required)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "Redis data directory readable on this host (default: CONFIG GET dir)")
+	fs.DurationVar(&o.retention, "retention", 720*time.Hour, "delete backups older than this (0 keeps all)")
+	fs.DurationVar(&o.wait, "wait", 30*time.Minute, "maximum time to wait for BGSAVE")
+	fs.BoolVar(&o.progress, "progress", false, "show progress on stderr even when it is not a terminal")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c.markSet(fs)
+	if o.dir == "" {
+		fs.Usage()
+		return withCode(ExitUsage, errors.New("--dir is required"))
+	}
+	o.progress = o.progress || e.isTerminal(e.stderr)
+	client, err := c.connect(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	path, m, err := backup(ctx, e, client, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "backup %s size=%s keys=%d sha256=%s checked-by=%s\n", path, humanBytes(m.Size), m.Keys, m.SHA256, m.RDB.Checker)
+	if o.retention <= 0 {
+		return nil
+	}
+	deleted, err := prune(o.dir, o.retention, e.now(), path)
+	for _, d := range deleted {
+		fmt.Fprintf(e.stdout, "retention: deleted %s (older than %v)\n", d, o.retention)
+	}
+	return err
+}
+
+// backup performs one backup and returns the RDB path and its manifest.
+func backup(ctx context.Context, e *env, c *redis.Client, o backupOptions) (string, manifest, error) {
+	tmp, err := openBackupTemp(o.dir)
+	if err != nil {
+		return "", manifest{}, err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	defer tmp.Close()
+	src, err := rdbSource(ctx, c, o.dataDir)
+	if err != nil {
+		return "", manifest{}, err
+	}
+	if err := bgsave(ctx, e, c, o); err != nil {
+		return "", manifest{}, err
+	}
+	inf, err := fetchInfo(ctx, c, "server", "keyspace")
+	if err != nil {
+		return "", manifest{}, err
+	}
+	m := manifest{CreatedAt: e.now().UTC(), Keys: inf.totalKeys(), Keyspace: inf.keyspace(),
+		RedisVersion: inf["redis_version"], SourceAddr: c.Options().Addr}
+	if err := copyAndHash(src, tmp, &m, newProgress(o.progress, e.stderr, "copying bytes", 0)); err != nil {
+		return "", m, err
+	}
+	if m.RDB, err = checkRDB(ctx, tmp.Name()); err != nil {
+		return "", m, withCode(ExitVerify, fmt.Errorf("copied RDB fails its check: %w", err))
+	}
+	final := filepath.Join(o.dir, backupPrefix+m.CreatedAt.Format("20060102T150405.000Z")+".rdb")
+	m.File = filepath.Base(final)
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", m, fmt.Errorf("rename backup into place: %w", err)
+	}
+	if err := writeJSONAtomic(manifestPath(final), m); err != nil {
+		return "", m, err
+	}
+	return final, m, syncDir(o.dir)
+}
+
+// openBackupTemp creates the temp file the RDB is copied into; failing here
+// (before BGSAVE) is how an unwritable backup dir is reported.
+func openBackupTemp(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("backup dir %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".redis-backup-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("backup dir %s is not writable: %w", dir, err)
+	}
+	return f, nil
+}
+
+// rdbSource returns the path of the server's RDB file on this host.
+func rdbSource(ctx context.Context, c *redis.Client, dataDir string) (string, error) {
+	cfg, err := c.ConfigGet(ctx, "dbfilename").Result()
+	if err != nil {
+		return "", fmt.Errorf("CONFIG GET dbfilename: %w", err)
+	}
+	if dataDir == "" {
+		dir, err := c.ConfigGet(ctx, "dir").Result()
+		if err != nil {
+			return "", fmt.Errorf("CONFIG GET dir: %w", err)
+		}
+		dataDir = dir["dir"]
+	}
+	if st, err := os.Stat(dataDir); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("redis data dir %q is not readable on this host (run on the Redis host or pass --data-dir with the mounted volume; streaming the RDB over the network is not supported): %v", dataDir, err)
+	}
+	return filepath.Join(dataDir, cfg["dbfilename"]), nil
+}
+
+// bgsave starts a BGSAVE and waits until a save started after the call has
+// finished successfully.
+func bgsave(ctx context.Context, e *env, c *redis.Client, o backupOptions) error {
+	before, err := fetchInfo(ctx, c, "persistence")
+	if err != nil {
+		return err
+	}
+	for {
+		err = c.Do(ctx, "BGSAVE", "SCHEDULE").Err()
+		if err == nil || !strings.Contains(err.Error(), "already in progress") {
+			break
+		}
+		// A save that started before us may miss recent writes: wait, retry.
+		if _, err := waitSave(ctx, e, c, o, -1); err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("BGSAVE: %w", err)
+	}
+	_, err = waitSave(ctx, e, c, o, before.int("rdb_saves"))
+	return err
+}
+
+// waitSave polls INFO persistence until no save is running and, when
+// savesBefore >= 0, rdb_saves has grown past it. It reports progress from
+// current_save_keys_processed/total and fails on rdb_last_bgsave_status:err.
+func waitSave(ctx context.Context, e *env, c *redis.Client, o backupOptions, savesBefore int64) (info, error) {
+	deadline := time.Now().Add(o.wait)
+	var p *progress
+	for {
+		inf, err := fetchInfo(ctx, c, "persistence")
+		if err != nil {
+			return nil, err
+		}
+		running := inf["rdb_bgsave_in_progress"] == "1"
+		if running && p == nil {
+			p = newProgress(o.progress, e.stderr, "BGSAVE keys", inf.int("current_save_keys_total"))
+		}
+		p.set(inf.int("current_save_keys_processed"))
+		if !running && (savesBefore < 0 || inf.int("rdb_saves") > savesBefore) {
+			p.finish(inf.int("current_save_keys_total"))
+			if inf["rdb_last_bgsave_status"] != "ok" {
+				return nil, withCode(ExitPersistence, fmt.Errorf("BGSAVE failed: rdb_last_bgsave_status:%s (see the Redis log)", inf["rdb_last_bgsave_status"]))
+			}
+			return inf, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("BGSAVE not finished after %v (rdb_bgsave_in_progress:%s)", o.wait, inf["rdb_bgsave_in_progress"])
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// copyAndHash copies src into dst, fsyncs it, and fills size and checksums.
+func copyAndHash(src string, dst *os.File, m *manifest, p *progress) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("open RDB %s: %w", src, err)
+	}
+	defer in.Close()
+	if st, err := in.Stat(); err == nil && p != nil {
+		p.total = st.Size()
+	}
+	h5, h256 := md5.New(), sha256.New()
+	n, err := io.Copy(io.MultiWriter(dst, h5, h256, progressWriter{p: p}), in)
+	if err != nil {
+		return fmt.Errorf("copy RDB to %s: %w", dst.Name(), err)
+	}
+	p.finish(n)
+	if err := dst.Sync(); err != nil {
+		return fmt.Errorf("fsync backup: %w", err)
+	}
+	m.Size, m.MD5, m.SHA256 = n, hex.EncodeToString(h5.Sum(nil)), hex.EncodeToString(h256.Sum(nil))
+	return nil
+}
+
+// progressWriter reports bytes written to a progress bar.
+type progressWriter struct{ p *progress }
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	if w.p != nil {
+		w.p.done += int64(len(b))
+		w.p.set(w.p.done)
+	}
+	return len(b), nil
+}
+
+// hashFile returns the size, MD5 and SHA256 of a file.
+func hashFile(path string) (size int64, md5hex, sha256hex string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	h5, h256 := md5.New(), sha256.New()
+	n, err := io.Copy(io.MultiWriter(h5, h256), f)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return n, hex.EncodeToString(h5.Sum(nil)), hex.EncodeToString(h256.Sum(nil)), nil
+}
+
+// writeJSONAtomic writes v as indented JSON via a temp file and rename.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".manifest-*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// readManifest reads the manifest of an RDB backup.
+func readManifest(rdb string) (manifest, error) {
+	var m manifest
+	b, err := os.ReadFile(manifestPath(rdb))
+	if err != nil {
+		return m, fmt.Errorf("read manifest: %w", err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("parse manifest %s: %w", manifestPath(rdb), err)
+	}
+	return m, nil
+}
+
+// verifyBackup re-checks size, MD5 and SHA256 against the manifest and the
+// RDB format. Every failure carries ExitVerify.
+func verifyBackup(ctx context.Context, rdb string) (manifest, error) {
+	m, err := readManifest(rdb)
+	if err != nil {
+		return m, withCode(ExitVerify, err)
+	}
+	size, md5hex, sha, err := hashFile(rdb)
+	if err != nil {
+		return m, withCode(ExitVerify, err)
+	}
+	var bad []string
+	if size != m.Size {
+		bad = append(bad, fmt.Sprintf("size %d, manifest %d", size, m.Size))
+	}
+	if md5hex != m.MD5 {
+		bad = append(bad, "MD5 mismatch")
+	}
+	if sha != m.SHA256 {
+		bad = append(bad, "SHA256 mismatch")
+	}
+	if len(bad) > 0 {
+		return m, withCode(ExitVerify, fmt.Errorf("%s: %s", rdb, strings.Join(bad, ", ")))
+	}
+	if _, err := checkRDB(ctx, rdb); err != nil {
+		return m, withCode(ExitVerify, err)
+	}
+	return m, nil
+}
+
+func runVerify(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("verify", "FILE", `
+Re-checks a backup (its .rdb or .manifest.json path): size, MD5 and SHA256
+against the manifest, then the RDB format (magic, EOF marker, CRC64,
+redis-check-rdb when installed). Exit 9 on any mismatch.`)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return withCode(ExitUsage, errors.New("verify takes exactly one FILE"))
+	}
+	rdb := rdbPathOf(fs.Arg(0))
+	m, err := verifyBackup(ctx, rdb)
+	if err != nil {
+		fmt.Fprintf(e.stdout, "FAILED %s: %v\n", rdb, err)
+		return withCode(ExitVerify, errReported)
+	}
+	fmt.Fprintf(e.stdout, "OK %s size=%d keys=%d sha256=%s rdb_version=%d\n", rdb, m.Size, m.Keys, m.SHA256, m.RDB.Version)
+	return nil
+}

@@ -1,0 +1,186 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// connFlags are the connection flags every Redis command takes.
+type connFlags struct {
+	// addr is host:port. Defaults to $REDIS_ADDR, else 127.0.0.1:6379.
+	addr string
+	// user is the ACL user. Defaults to $REDIS_USERNAME, else "ops".
+	user string
+	// passwordFile holds the password. Defaults to $REDIS_PASSWORD_FILE. The
+	// password itself comes only from $REDIS_PASSWORD or this file, never from
+	// a flag value visible in ps.
+	passwordFile string
+	// url is a redis:// URL, an alternative to addr/user. Defaults to $REDIS_URL.
+	url string
+	// stack reads redisHost, redisPort and opsPassword from
+	// "pulumi stack output --json --show-secrets --stack NAME".
+	stack string
+	// timeout bounds every Redis call. Defaults to 5s.
+	timeout time.Duration
+
+	set map[string]bool // flags given explicitly on the command line
+}
+
+func (e *env) addConnFlags(fs *flag.FlagSet) *connFlags {
+	c := &connFlags{}
+	fs.StringVar(&c.addr, "addr", envOr(e.getenv, "REDIS_ADDR", "127.0.0.1:6379"), "Redis host:port (env REDIS_ADDR)")
+	fs.StringVar(&c.user, "user", envOr(e.getenv, "REDIS_USERNAME", "ops"), "ACL user (env REDIS_USERNAME); the password comes from env REDIS_PASSWORD or --password-file")
+	fs.StringVar(&c.passwordFile, "password-file", e.getenv("REDIS_PASSWORD_FILE"), "file holding the password (env REDIS_PASSWORD_FILE); overrides REDIS_PASSWORD")
+	fs.StringVar(&c.url, "url", e.getenv("REDIS_URL"), "redis:// URL instead of --addr/--user (env REDIS_URL); its user and password win when present")
+	fs.StringVar(&c.stack, "stack", "", "take redisHost, redisPort and opsPassword from this Pulumi stack's outputs (needs the pulumi CLI)")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "timeout of every Redis call")
+	return c
+}
+
+// markSet records which flags were given explicitly.
+func (c *connFlags) markSet(fs *flag.FlagSet) {
+	c.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.set[f.Name] = true })
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// options resolves the flags into go-redis options.
+func (c *connFlags) options(ctx context.Context, e *env) (*redis.Options, error) {
+	if c.timeout <= 0 {
+		return nil, withCode(ExitUsage, fmt.Errorf("--timeout must be positive, got %v", c.timeout))
+	}
+	password, err := c.password(e)
+	if err != nil {
+		return nil, err
+	}
+	var o *redis.Options
+	switch {
+	case c.stack != "":
+		o, err = c.stackOptions(ctx, password)
+	case c.url != "" && !c.set["addr"]:
+		o, err = redis.ParseURL(c.url)
+		if err != nil {
+			return nil, withCode(ExitUsage, fmt.Errorf("parse --url: %w", err))
+		}
+		if o.Username == "" {
+			o.Username = c.user
+		}
+		if o.Password == "" {
+			o.Password = password
+		}
+	default:
+		o = &redis.Options{Addr: c.addr, Username: c.user, Password: password}
+	}
+	if err != nil {
+		return nil, err
+	}
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = c.timeout, c.timeout, c.timeout
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = -1
+	o.DisableIdentity = true
+	return o, nil
+}
+
+// password reads the password from --password-file, else $REDIS_PASSWORD.
+func (c *connFlags) password(e *env) (string, error) {
+	if c.passwordFile == "" {
+		return e.getenv("REDIS_PASSWORD"), nil
+	}
+	b, err := os.ReadFile(c.passwordFile)
+	if err != nil {
+		return "", fmt.Errorf("read password file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// stackOutputs are the Pulumi stack outputs redis-ops uses.
+type stackOutputs struct {
+	RedisHost   string          `json:"redisHost"`
+	RedisPort   json.RawMessage `json:"redisPort"`
+	OpsPassword string          `json:"opsPassword"`
+}
+
+// stackOptions runs the pulumi CLI for the stack's outputs. An explicit
+// --addr, --user or password source overrides the stack's values.
+func (c *connFlags) stackOptions(ctx context.Context, password string) (*redis.Options, error) {
+	bin, err := exec.LookPath("pulumi")
+	if err != nil {
+		return nil, fmt.Errorf("--stack %s needs the pulumi CLI, which is not on PATH (install it or use --addr/--url): %w", c.stack, err)
+	}
+	cmd := exec.CommandContext(ctx, bin, "stack", "output", "--json", "--show-secrets", "--stack", c.stack)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("pulumi stack output --stack %s: %w: %s", c.stack, err, strings.TrimSpace(stderr.String()))
+	}
+	var so stackOutputs
+	if err := json.Unmarshal(out, &so); err != nil {
+		return nil, fmt.Errorf("parse outputs of stack %s: %w", c.stack, err)
+	}
+	port := strings.Trim(string(so.RedisPort), `"`)
+	if so.RedisHost == "" || port == "" {
+		return nil, fmt.Errorf("stack %s has no redisHost/redisPort outputs", c.stack)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return nil, fmt.Errorf("stack %s: redisPort %q is not a number", c.stack, port)
+	}
+	o := &redis.Options{Addr: net.JoinHostPort(so.RedisHost, port), Username: c.user, Password: so.OpsPassword}
+	if c.set["addr"] {
+		o.Addr = c.addr
+	}
+	if password != "" {
+		o.Password = password
+	}
+	return o, nil
+}
+
+// connect parses nothing; it resolves options, opens a client and PINGs it.
+// Errors are classified (unreachable, auth, loading).
+func (c *connFlags) connect(ctx context.Context, e *env) (*redis.Client, error) {
+	o, err := c.options(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	client := redis.NewClient(o)
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("connect to %s as %s: %w", o.Addr, o.Username, err)
+	}
+	return client, nil
+}
+
+// classify maps a Redis or network error to an exit code.
+func classify(err error) int {
+	msg := err.Error()
+	var netErr net.Error
+	switch {
+	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "NOPERM"):
+		return ExitAuth
+	case strings.Contains(msg, "LOADING"):
+		return ExitLoading
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.As(err, &netErr):
+		return ExitUnreachable
+	}
+	return ExitError
+}
