@@ -1,0 +1,145 @@
+package components
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// EmailServiceType is the type token of EmailService.
+const EmailServiceType = "emailclient:index:EmailService"
+
+// EmailServiceArgs are the inputs of an EmailService.
+type EmailServiceArgs struct {
+	// Container shapes the container; Container.Image empty means: build the reference worker from
+	// BuildContext.
+	Container EmailServiceContainer
+	// Celery are the Celery settings passed as environment variables.
+	Celery Celery
+	// BuildContext is the directory of the reference worker's Dockerfile
+	// (deployment/docker/email-worker). Required when Container.Image is empty.
+	BuildContext string
+	// Platform is the build platform of the reference worker. Defaults to linux/amd64.
+	Platform string
+	// Broker is the RedisBroker whose URLs, network and health the service depends on. Required.
+	Broker *RedisBroker
+}
+
+// EmailService is the email service's Celery worker container, wired to a RedisBroker.
+type EmailService struct {
+	pulumi.ResourceState
+
+	// ContainerName is the container's name.
+	ContainerName pulumi.StringOutput `pulumi:"containerName"`
+	// Image is the image the container runs.
+	Image pulumi.StringOutput `pulumi:"image"`
+}
+
+// CeleryEnv returns the Celery settings as the environment variables the email-service reads,
+// without the two URLs (which are secrets; see NewEmailService).
+func (c Celery) CeleryEnv() map[string]string {
+	return map[string]string{
+		"CELERY_TASK_SERIALIZER":            c.TaskSerializer,
+		"CELERY_RESULT_SERIALIZER":          c.ResultSerializer,
+		"CELERY_ACCEPT_CONTENT":             strings.Join(c.AcceptContent, ","),
+		"CELERY_RESULT_EXPIRES":             strconv.Itoa(c.ResultExpires),
+		"CELERY_TASK_TIME_LIMIT":            strconv.Itoa(c.TaskTimeLimit),
+		"CELERY_TASK_SOFT_TIME_LIMIT":       strconv.Itoa(c.TaskSoftTimeLimit),
+		"CELERY_BROKER_VISIBILITY_TIMEOUT":  strconv.Itoa(c.VisibilityTimeout),
+		"CELERY_WORKER_CONCURRENCY":         strconv.Itoa(c.WorkerConcurrency),
+		"CELERY_TASK_ACKS_LATE":             strconv.FormatBool(c.AcksLate),
+		"CELERY_TASK_REJECT_ON_WORKER_LOST": strconv.FormatBool(c.AcksLate),
+		"CELERY_WORKER_PREFETCH_MULTIPLIER": strconv.Itoa(c.PrefetchMultiplier),
+		"CELERY_LOG_LEVEL":                  c.LogLevel,
+	}
+}
+
+// envList renders env as sorted KEY=value lines, so the declared order is stable.
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NewEmailService registers the email-service container (and the reference worker image when no
+// image is given). It starts after the broker's Redis container is healthy.
+func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, opts ...pulumi.ResourceOption) (*EmailService, error) {
+	if err := args.validate(); err != nil {
+		return nil, fmt.Errorf("emailservice %q: %w", name, err)
+	}
+	s := &EmailService{}
+	if err := ctx.RegisterComponentResource(EmailServiceType, name, s, opts...); err != nil {
+		return nil, err
+	}
+	parent := pulumi.Parent(s)
+	image := pulumi.String(args.Container.Image).ToStringOutput()
+	if args.Container.Image == "" {
+		built, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
+			ImageName: pulumi.String("emailclient-email-worker:reference"),
+			SkipPush:  pulumi.Bool(true),
+			Build: &docker.DockerBuildArgs{
+				Context:    pulumi.String(args.BuildContext),
+				Dockerfile: pulumi.String(filepath.Join(args.BuildContext, "Dockerfile")),
+				Args:       pulumi.StringMap{"BASE_IMAGE": pulumi.String(args.Container.BaseImage)},
+				Platform:   pulumi.String(args.Platform),
+			},
+		}, parent)
+		if err != nil {
+			return nil, fmt.Errorf("emailservice %q: %w", name, err)
+		}
+		image = built.RepoDigest
+	}
+	b := args.Broker
+	env := pulumi.All(b.BrokerURL, b.ResultBackendURL).ApplyT(func(urls []any) []string {
+		e := args.Celery.CeleryEnv()
+		e["CELERY_BROKER_URL"], e["CELERY_RESULT_BACKEND"] = urls[0].(string), urls[1].(string)
+		return envList(e)
+	}).(pulumi.StringArrayOutput)
+	container, err := docker.NewContainer(ctx, name+"-container", &docker.ContainerArgs{
+		Name:    pulumi.String(args.Container.Name),
+		Image:   image,
+		Restart: pulumi.String("unless-stopped"),
+		// The URLs carry the password: the whole env array is secret.
+		Envs:         pulumi.ToSecret(env).(pulumi.StringArrayOutput),
+		SecurityOpts: pulumi.StringArray{pulumi.String("no-new-privileges:true")},
+		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{&docker.ContainerNetworksAdvancedArgs{
+			Name: b.Network,
+		}},
+		LogDriver: pulumi.String("json-file"),
+		LogOpts:   logOpts(args.Container.Log),
+	}, parent,
+		pulumi.DependsOn([]pulumi.Resource{b.Container}), // created with wait: true, i.e. healthy
+		pulumi.DeleteBeforeReplace(true))
+	if err != nil {
+		return nil, fmt.Errorf("emailservice %q: %w", name, err)
+	}
+	s.ContainerName = container.Name
+	s.Image = image
+	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{"containerName": s.ContainerName, "image": s.Image})
+}
+
+func (a *EmailServiceArgs) validate() error {
+	if a == nil {
+		return errors.New("args are required")
+	}
+	var errs []error
+	if a.Broker == nil || a.Broker.Container == nil {
+		errs = append(errs, errors.New("Broker: required (a RedisBroker)"))
+	}
+	if a.Container.Image == "" && a.BuildContext == "" {
+		errs = append(errs, errors.New("BuildContext: required when emailService.image is empty"))
+	}
+	if a.Platform == "" {
+		a.Platform = "linux/amd64"
+	}
+	return errors.Join(append(errs, a.Container.Validate("emailService."), a.Celery.Validate("celery."))...)
+}

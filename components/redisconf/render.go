@@ -1,0 +1,161 @@
+package redisconf
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Directive is one redis.conf line: a name and its arguments.
+type Directive struct {
+	Name string
+	Args []string
+}
+
+// Directives returns the full server configuration, in redis.conf order. The settings of Config come
+// first, then the fixed hardening and layout of the image. Call Validate first: Directives assumes
+// valid values (all of which are single tokens, so nothing can inject a directive).
+func (c Config) Directives() []Directive {
+	d := func(name string, args ...string) Directive { return Directive{Name: name, Args: args} }
+	save := []string{""} // save "" disables snapshots
+	if len(c.Save) > 0 {
+		save = save[:0]
+		for _, p := range c.Save {
+			save = append(save, strconv.Itoa(p.Seconds), strconv.Itoa(p.Changes))
+		}
+	}
+	return []Directive{
+		// Network: every interface of the container's network, guarded by ACL users; protected mode stays
+		// on so that a configuration without passwords would refuse remote clients.
+		d("bind", "*", "-::*"),
+		d("port", strconv.Itoa(c.Port)),
+		d("protected-mode", "yes"),
+		d("tcp-keepalive", "300"),
+		d("timeout", "0"),
+		// Memory: the broker's keys must never be evicted silently (see MaxMemoryPolicy).
+		d("maxmemory", strings.ToLower(c.MaxMemory)),
+		d("maxmemory-policy", c.MaxMemoryPolicy),
+		d("maxmemory-samples", strconv.Itoa(c.MaxMemorySamples)),
+		// Persistence: RDB snapshots plus an AOF fsynced every second; writes are refused when a save
+		// fails, which the healthcheck reports.
+		d("dir", DataDir),
+		d("dbfilename", "dump.rdb"),
+		d("save", save...),
+		d("stop-writes-on-bgsave-error", "yes"),
+		d("rdbcompression", yesNo(c.RDBCompression)),
+		d("rdbchecksum", yesNo(c.RDBChecksum)),
+		d("appendonly", yesNo(c.AppendOnly)),
+		d("appenddirname", "appendonlydir"),
+		d("appendfsync", c.AppendFsync),
+		d("auto-aof-rewrite-percentage", strconv.Itoa(c.AutoAOFRewritePercentage)),
+		d("auto-aof-rewrite-min-size", strings.ToLower(c.AutoAOFRewriteMinSize)),
+		d("aof-use-rdb-preamble", yesNo(c.AOFUseRDBPreamble)),
+		d("aof-load-truncated", "yes"),
+		// Access: ACL users from a file of SHA-256 hashes; no requirepass, no plain-text password.
+		d("aclfile", ACLFile),
+		// Logs to stdout for the container's log driver.
+		d("loglevel", c.LogLevel),
+		d("logfile", ""),
+		d("daemonize", "no"),
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// Render returns the redis.conf text the container runs: a header, then one line per directive.
+func (c Config) Render() string {
+	var b strings.Builder
+	b.WriteString("# redis.conf rendered by emailclient-infra from the stack settings; do not edit.\n")
+	b.WriteString("# Print it with: go run ./deployment/cmd/redis-config --stack <dev|prod>\n")
+	for _, d := range c.Directives() {
+		b.WriteString(d.Name)
+		for _, a := range d.Args {
+			b.WriteByte(' ')
+			b.WriteString(quoteArg(a))
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// quoteArg quotes an argument for redis.conf when it is empty or holds a space; validated values hold
+// no quote, backslash or control character.
+func quoteArg(a string) string {
+	if a == "" || strings.ContainsAny(a, " \t") {
+		return strconv.Quote(a)
+	}
+	return a
+}
+
+// ACL users of the broker.
+const (
+	// CeleryUser is the application's user: the commands kombu and the Celery result backend use, on
+	// every key and channel, and nothing that administers the server (no FLUSHALL, CONFIG, KEYS, DEBUG,
+	// SHUTDOWN, INFO, SCRIPT FLUSH).
+	CeleryUser = "celery"
+	// OpsUser is the operators' and the healthcheck's user, with every command.
+	OpsUser = "ops"
+)
+
+// celeryCommands is the allow-list of CeleryUser, grouped by data type. Allow-listing commands rather
+// than categories keeps out e.g. SCRIPT FLUSH, which @scripting would bring in.
+var celeryCommands = []string{
+	// connection
+	"ping", "auth", "hello", "select", "echo", "quit", "reset", "client|setname", "client|getname", "client|id",
+	// keys
+	"del", "unlink", "exists", "expire", "pexpire", "expireat", "ttl", "pttl", "persist", "type",
+	// strings (results, locks, counters)
+	"get", "set", "setex", "psetex", "setnx", "getdel", "getex", "mget", "mset", "incr", "incrby", "decr", "decrby",
+	// lists (queues)
+	"lpush", "rpush", "lpop", "rpop", "brpop", "blpop", "llen", "lrange", "lrem", "lindex", "ltrim", "rpoplpush", "lmove", "blmove",
+	// hashes (unacked messages)
+	"hset", "hsetnx", "hget", "hmget", "hmset", "hdel", "hgetall", "hexists", "hlen", "hkeys", "hvals", "hincrby",
+	// sets (bindings)
+	"sadd", "srem", "smembers", "sismember", "smismember", "scard",
+	// sorted sets (unacked index, delayed work)
+	"zadd", "zrem", "zrange", "zrangebyscore", "zrevrange", "zrevrangebyscore", "zcard", "zscore", "zcount",
+	"zremrangebyscore", "zremrangebyrank", "zincrby", "zpopmin",
+	// transactions and redis-py locks
+	"multi", "exec", "discard", "watch", "unwatch", "evalsha", "script|load", "script|exists",
+	// pub/sub (broadcast, events, result notifications)
+	"publish", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+}
+
+// ACLRules returns the ACL rules of a user, without its password.
+func ACLRules(user string) []string {
+	switch user {
+	case CeleryUser:
+		rules := []string{"on", "resetkeys", "~*", "resetchannels", "&*", "-@all"}
+		for _, c := range celeryCommands {
+			rules = append(rules, "+"+c)
+		}
+		return rules
+	case OpsUser:
+		return []string{"on", "~*", "&*", "+@all"}
+	}
+	return nil
+}
+
+// ACLFileContent renders users.acl: the default user switched off (and without the implicit nopass,
+// so protected mode never treats the server as passwordless), and the celery and ops users with the
+// SHA-256 hashes of their passwords.
+func ACLFileContent(celeryPassword, opsPassword string) string {
+	line := func(user, password string) string {
+		return fmt.Sprintf("user %s %s #%s\n", user, strings.Join(ACLRules(user), " "), PasswordHash(password))
+	}
+	return "user default off resetpass resetkeys resetchannels -@all\n" +
+		line(CeleryUser, celeryPassword) + line(OpsUser, opsPassword)
+}
+
+// PasswordHash is the hex SHA-256 of a password, as Redis ACL "#<hash>" rules take it.
+func PasswordHash(password string) string {
+	sum := sha256.Sum256([]byte(password))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,112 @@
+package components
+
+// RedisContainer shapes the Redis image and container of a RedisBroker.
+type RedisContainer struct {
+	// BaseImage is the image the Redis image is built FROM (build arg BASE_IMAGE). Defaults to
+	// redis:7-alpine; any image with redis-server 7, redis-cli, /bin/sh and a "redis" user works.
+	BaseImage string `json:"baseImage"`
+	// Platform is the build platform of the images. Defaults to linux/amd64, so that previews on arm64
+	// and amd64 machines do not differ; os/arch.
+	Platform string `json:"platform"`
+	// ImageName is the local tag of the built image. Defaults to emailclient-redis:<profile>.
+	ImageName string `json:"imageName"`
+	// Name is the container name. Defaults to emailclient-redis.
+	Name string `json:"name"`
+	// Network is the Docker network shared with the email-service. Defaults to emailclient-net.
+	Network string `json:"network"`
+	// Volume is the named data volume mounted at /data. Defaults to redis-data.
+	Volume string `json:"volume"`
+	// DataHostPath, when set, bind-mounts this absolute host path at /data instead of the volume
+	// (prod: /srv/emailclient/redis). It must exist and belong to the image's redis user.
+	DataHostPath string `json:"dataHostPath"`
+	// HostPort publishes Redis on HostIP:HostPort. Defaults to 6379 in dev and 0 (not published) in
+	// prod; 0-65535.
+	HostPort int `json:"hostPort"`
+	// HostIP is the host address HostPort binds to. Defaults to 127.0.0.1; only loopback addresses
+	// are accepted.
+	HostIP string `json:"hostIp"`
+	// Restart is the restart policy: no, on-failure, always or unless-stopped. Defaults to unless-stopped.
+	Restart string `json:"restart"`
+	// Healthcheck is the container healthcheck schedule.
+	Healthcheck Healthcheck `json:"healthcheck"`
+	// Log is the container's log rotation.
+	Log LogRotation `json:"log"`
+	// Memory is the container memory limit (Redis memory units, e.g. 1536mb). Defaults to none in dev
+	// and 2gb in prod; when set it must leave headroom of half of maxmemory (at least 64mb) above
+	// maxmemory for the fork of BGSAVE and AOF rewrites.
+	Memory string `json:"memory"`
+	// MemoryReservation is the soft memory limit. Defaults to none in dev and 1gb in prod; at most Memory.
+	MemoryReservation string `json:"memoryReservation"`
+	// CPUs is the CPU limit, a decimal number of CPUs (e.g. "1.5"). Defaults to none in dev and 2 in prod.
+	CPUs string `json:"cpus"`
+	// CPUShares is the relative CPU weight under contention (Docker's closest to a CPU reservation
+	// outside Swarm). Defaults to 0 (Docker's 1024) in dev and 512 in prod; 0 or 2-262144.
+	CPUShares int `json:"cpuShares"`
+}
+
+// Healthcheck is the Docker healthcheck schedule.
+type Healthcheck struct {
+	// Interval between checks. Defaults to 30s; a Go duration of at least 1s.
+	Interval string `json:"interval"`
+	// Timeout of one check. Defaults to 10s; at least 1s and below Interval.
+	Timeout string `json:"timeout"`
+	// Retries before unhealthy. Defaults to 3; 1-100.
+	Retries int `json:"retries"`
+	// StartPeriod during which failures do not count. Defaults to 5s; 0s or more.
+	StartPeriod string `json:"startPeriod"`
+}
+
+// LogRotation is the json-file log rotation of a container.
+type LogRotation struct {
+	// MaxSize of one log file. Defaults to 10m (prod 100m); a number with k, m or g.
+	MaxSize string `json:"maxSize"`
+	// MaxFile is the number of files kept. Defaults to 3 (prod 10); 1-100.
+	MaxFile int `json:"maxFile"`
+}
+
+// Celery are the Celery settings the email-service receives as environment variables.
+type Celery struct {
+	// Database is the Redis database for tasks and results. Defaults to 0; 0-15.
+	Database int `json:"database"`
+	// TaskSerializer is the task serializer. Defaults to json; json, msgpack or yaml (pickle is refused:
+	// it runs code from the broker).
+	TaskSerializer string `json:"taskSerializer"`
+	// ResultSerializer is the result serializer. Defaults to json; same choices.
+	ResultSerializer string `json:"resultSerializer"`
+	// AcceptContent lists the accepted content types. Defaults to [json]; same choices.
+	AcceptContent []string `json:"acceptContent"`
+	// ResultExpires is how long results live, in seconds. Defaults to 86400 (24h); 1 or more when the
+	// eviction policy is volatile-* (results are then the only evictable keys).
+	ResultExpires int `json:"resultExpires"`
+	// TaskTimeLimit is the hard time limit in seconds. Defaults to 3600.
+	TaskTimeLimit int `json:"taskTimeLimit"`
+	// TaskSoftTimeLimit is the soft time limit in seconds. Defaults to 3000; below TaskTimeLimit.
+	TaskSoftTimeLimit int `json:"taskSoftTimeLimit"`
+	// VisibilityTimeout is how long an unacknowledged task waits before redelivery, in seconds.
+	// Defaults to 7200; it must exceed TaskTimeLimit or long tasks run twice.
+	VisibilityTimeout int `json:"visibilityTimeout"`
+	// WorkerConcurrency is the number of worker processes. Defaults to 4; 1-256.
+	WorkerConcurrency int `json:"workerConcurrency"`
+	// AcksLate acknowledges a task after it ran, so a worker lost mid-task does not lose it.
+	// Defaults to true.
+	AcksLate bool `json:"acksLate"`
+	// PrefetchMultiplier is how many tasks a worker process reserves. Defaults to 1; 1-100.
+	PrefetchMultiplier int `json:"prefetchMultiplier"`
+	// LogLevel is the worker's log level: debug, info, warning, error. Defaults to debug in dev, info in prod.
+	LogLevel string `json:"logLevel"`
+}
+
+// EmailServiceContainer shapes the email-service container.
+type EmailServiceContainer struct {
+	// Enabled deploys the email-service. Defaults to true.
+	Enabled bool `json:"enabled"`
+	// Image is the email-service image. Defaults to "" in dev, which builds the reference worker from
+	// deployment/docker/email-worker; required in prod.
+	Image string `json:"image"`
+	// BaseImage is the base of the reference worker build (build arg BASE_IMAGE). Defaults to python:3.12-slim.
+	BaseImage string `json:"baseImage"`
+	// Name is the container name. Defaults to emailclient-email-service.
+	Name string `json:"name"`
+	// Log is the container's log rotation; defaults as for Redis.
+	Log LogRotation `json:"log"`
+}

@@ -1,0 +1,195 @@
+package components
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emailclient/emailclient-infra/components/redisconf"
+)
+
+// Accepted shapes of free-form values. They also keep newlines, spaces and shell metacharacters out
+// of everything that reaches redis.conf, a container's env or a Docker argument.
+var (
+	dockerNameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+	imageRefRe   = regexp.MustCompile(`^([a-z0-9.-]+(:[0-9]{1,5})?/)?[a-z0-9]+([._/-]+[a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
+	hostPathRe   = regexp.MustCompile(`^/[A-Za-z0-9._/-]*$`)
+	platformRe   = regexp.MustCompile(`^linux/(amd64|arm64|arm/v7|386|ppc64le|s390x)$`)
+	logSizeRe    = regexp.MustCompile(`^[1-9][0-9]{0,5}[kmg]$`)
+	cpusRe       = regexp.MustCompile(`^[0-9]{1,3}(\.[0-9]{1,2})?$`)
+	serializers  = []string{"json", "msgpack", "yaml"}
+	restarts     = []string{"no", "on-failure", "always", "unless-stopped"}
+	celeryLevels = []string{"debug", "info", "warning", "error"}
+)
+
+// validator collects FieldErrors; every key is prefixed with prefix.
+type validator struct {
+	prefix string
+	errs   []error
+}
+
+func (v *validator) fail(key string, value any, accepted string) {
+	v.errs = append(v.errs, &redisconf.FieldError{Key: v.prefix + key, Value: value, Accepted: accepted})
+}
+
+func (v *validator) match(key, value string, re *regexp.Regexp, accepted string) {
+	if !re.MatchString(value) {
+		v.fail(key, value, accepted)
+	}
+}
+
+func (v *validator) oneOf(key, value string, list []string) {
+	for _, s := range list {
+		if s == value {
+			return
+		}
+	}
+	v.fail(key, value, "accepted: "+strings.Join(list, ", "))
+}
+
+func (v *validator) between(key string, value, lo, hi int) {
+	if value < lo || value > hi {
+		v.fail(key, value, fmt.Sprintf("accepted: a whole number from %d to %d", lo, hi))
+	}
+}
+
+func (v *validator) duration(key, value string, min time.Duration) time.Duration {
+	d, err := time.ParseDuration(value)
+	if err != nil || d < min || d > 24*time.Hour {
+		v.fail(key, value, fmt.Sprintf("accepted: a duration such as 30s or 1m, from %s to 24h", min))
+		return 0
+	}
+	return d
+}
+
+func (v *validator) log(prefix string, l LogRotation) {
+	v.match(prefix+"maxSize", l.MaxSize, logSizeRe, "accepted: a size such as 10m or 100m (a number with k, m or g)")
+	v.between(prefix+"maxFile", l.MaxFile, 1, 100)
+}
+
+// Validate checks the container settings; keys are prefixed with prefix (e.g. "").
+func (c RedisContainer) Validate(prefix string) error {
+	v := &validator{prefix: prefix}
+	v.match("baseImage", c.BaseImage, imageRefRe, "accepted: an image reference such as redis:7-alpine")
+	v.match("platform", c.Platform, platformRe, "accepted: os/arch such as linux/amd64 or linux/arm64")
+	v.match("imageName", c.ImageName, imageRefRe, "accepted: an image reference such as emailclient-redis:dev")
+	v.match("name", c.Name, dockerNameRe, "accepted: letters, digits, _ . - (128 at most), starting with a letter or digit")
+	v.match("network", c.Network, dockerNameRe, "accepted: letters, digits, _ . - (128 at most), starting with a letter or digit")
+	v.match("volume", c.Volume, dockerNameRe, "accepted: letters, digits, _ . - (128 at most), starting with a letter or digit")
+	if c.DataHostPath != "" && (!hostPathRe.MatchString(c.DataHostPath) || path.Clean(c.DataHostPath) != c.DataHostPath || c.DataHostPath == "/") {
+		v.fail("dataHostPath", c.DataHostPath, "accepted: empty (use the volume) or a clean absolute path below / of letters, digits and . _ - /")
+	}
+	v.between("hostPort", c.HostPort, 0, 65535)
+	if ip, err := netip.ParseAddr(c.HostIP); err != nil || !ip.IsLoopback() {
+		v.fail("hostIp", c.HostIP, "accepted: a loopback address such as 127.0.0.1 (Redis is never published beyond the host)")
+	}
+	v.oneOf("restart", c.Restart, restarts)
+	h := c.Healthcheck
+	interval := v.duration("healthcheck.interval", h.Interval, time.Second)
+	if timeout := v.duration("healthcheck.timeout", h.Timeout, time.Second); timeout > 0 && interval > 0 && timeout >= interval {
+		v.fail("healthcheck.timeout", h.Timeout, "accepted: shorter than container.healthcheck.interval ("+h.Interval+")")
+	}
+	v.between("healthcheck.retries", h.Retries, 1, 100)
+	v.duration("healthcheck.startPeriod", h.StartPeriod, 0)
+	v.log("log.", c.Log)
+	v.optionalMemory("memory", c.Memory)
+	v.optionalMemory("memoryReservation", c.MemoryReservation)
+	if c.CPUs != "" {
+		if f, err := strconv.ParseFloat(c.CPUs, 64); !cpusRe.MatchString(c.CPUs) || err != nil || f < 0.01 || f > 256 {
+			v.fail("cpus", c.CPUs, "accepted: empty (no limit) or a number of CPUs from 0.01 to 256, e.g. 1.5")
+		}
+	}
+	if c.CPUShares != 0 {
+		v.between("cpuShares", c.CPUShares, 2, 262144)
+	}
+	return errors.Join(v.errs...)
+}
+
+func (v *validator) optionalMemory(key, value string) int64 {
+	if value == "" {
+		return 0
+	}
+	n, err := redisconf.ParseMemory(value)
+	if err != nil || n < 4<<20 {
+		v.fail(key, value, "accepted: empty (no limit) or a size of at least 4mb such as 1536mb or 2gb")
+		return 0
+	}
+	return n
+}
+
+// Validate checks the Celery settings; keys are prefixed with prefix (e.g. "").
+func (c Celery) Validate(prefix string) error {
+	v := &validator{prefix: prefix}
+	v.between("database", c.Database, 0, 15)
+	v.oneOf("taskSerializer", c.TaskSerializer, serializers)
+	v.oneOf("resultSerializer", c.ResultSerializer, serializers)
+	if len(c.AcceptContent) == 0 {
+		v.fail("acceptContent", "[]", "accepted: a non-empty list of "+strings.Join(serializers, ", "))
+	}
+	for i, ct := range c.AcceptContent {
+		v.oneOf(fmt.Sprintf("acceptContent[%d]", i), ct, serializers)
+	}
+	v.between("resultExpires", c.ResultExpires, 0, 365*86400)
+	v.between("taskTimeLimit", c.TaskTimeLimit, 1, 7*86400)
+	if c.TaskSoftTimeLimit < 1 || c.TaskSoftTimeLimit >= c.TaskTimeLimit {
+		v.fail("taskSoftTimeLimit", c.TaskSoftTimeLimit, fmt.Sprintf("accepted: 1 second or more and below celery.taskTimeLimit (%d)", c.TaskTimeLimit))
+	}
+	if c.VisibilityTimeout <= c.TaskTimeLimit || c.VisibilityTimeout > 30*86400 {
+		v.fail("visibilityTimeout", c.VisibilityTimeout, fmt.Sprintf("accepted: more than celery.taskTimeLimit (%d), or tasks still running are delivered again and run twice; at most 2592000", c.TaskTimeLimit))
+	}
+	v.between("workerConcurrency", c.WorkerConcurrency, 1, 256)
+	v.between("prefetchMultiplier", c.PrefetchMultiplier, 1, 100)
+	v.oneOf("logLevel", c.LogLevel, celeryLevels)
+	return errors.Join(v.errs...)
+}
+
+// Validate checks the email-service container settings; keys are prefixed with prefix.
+func (e EmailServiceContainer) Validate(prefix string) error {
+	v := &validator{prefix: prefix}
+	if !e.Enabled {
+		return nil
+	}
+	if e.Image != "" {
+		v.match("image", e.Image, imageRefRe, "accepted: an image reference such as ghcr.io/acme/email-service:1.4.2")
+	}
+	v.match("baseImage", e.BaseImage, imageRefRe, "accepted: an image reference such as python:3.12-slim")
+	v.match("name", e.Name, dockerNameRe, "accepted: letters, digits, _ . - (128 at most), starting with a letter or digit")
+	v.log("log.", e.Log)
+	return errors.Join(v.errs...)
+}
+
+// ValidateMemoryHeadroom checks the container's memory limits against maxmemory: Redis forks for
+// BGSAVE and AOF rewrites, and copy-on-write can need up to the dataset again, so the limit must leave
+// half of maxmemory (at least 64mb) above it, or the kernel kills Redis in the middle of a save.
+// Keys are prefixed with prefix (e.g. "container.").
+func ValidateMemoryHeadroom(cfg redisconf.Config, c RedisContainer, prefix string) error {
+	maxmemory, err := redisconf.ParseMemory(cfg.MaxMemory)
+	limit, lerr := redisconf.ParseMemory(c.Memory)
+	if err != nil || lerr != nil || c.Memory == "" {
+		return nil // reported by the field validators
+	}
+	v := &validator{prefix: prefix}
+	headroom := max(maxmemory/2, 64<<20)
+	if limit < maxmemory+headroom {
+		v.fail("memory", c.Memory, fmt.Sprintf("accepted: at least maxmemory (%s) plus headroom for fork and rewrite (%dmb), i.e. %dmb or more",
+			cfg.MaxMemory, headroom>>20, (maxmemory+headroom+(1<<20)-1)>>20))
+	}
+	if reservation, err := redisconf.ParseMemory(c.MemoryReservation); err == nil && c.MemoryReservation != "" && reservation > limit {
+		v.fail("memoryReservation", c.MemoryReservation, "accepted: at most "+prefix+"memory ("+c.Memory+")")
+	}
+	return errors.Join(v.errs...)
+}
+
+// megabytes converts a validated Redis memory size to whole MB (rounded up) for Docker; "" is 0.
+func megabytes(size string) int {
+	n, err := redisconf.ParseMemory(size)
+	if err != nil {
+		return 0
+	}
+	return int((n + (1 << 20) - 1) >> 20)
+}

@@ -1,0 +1,50 @@
+#!/bin/sh
+# redis-healthcheck: the container's health verdict, one line on stdout, exit 0 (healthy) or 1.
+#
+# - Authenticates as the ops user with the password from a file (REDISCLI_AUTH, never argv).
+# - Healthy only on an exact PONG: NOAUTH, WRONGPASS or an unreachable server are unhealthy
+#   (redis-cli itself exits 0 on NOAUTH).
+# - LOADING (dataset still loading) reports "starting" and exits 1: Docker's start period covers it.
+# - Unhealthy when Redis can no longer persist (last BGSAVE or AOF write failed): it then refuses
+#   writes.
+# Environment: REDIS_RUN_DIR (default /run/redis), REDIS_HEALTHCHECK_USER (default ops),
+# REDIS_HEALTHCHECK_PASSWORD_FILE (default $REDIS_RUN_DIR/ops.password), REDIS_HEALTHCHECK_HOST
+# (default 127.0.0.1), REDIS_HEALTHCHECK_PORT (default: the port of $REDIS_RUN_DIR/redis.conf, else 6379).
+set -u
+
+run_dir=${REDIS_RUN_DIR:-/run/redis}
+user=${REDIS_HEALTHCHECK_USER:-ops}
+pw_file=${REDIS_HEALTHCHECK_PASSWORD_FILE:-$run_dir/ops.password}
+host=${REDIS_HEALTHCHECK_HOST:-127.0.0.1}
+port=${REDIS_HEALTHCHECK_PORT:-}
+if [ -z "$port" ]; then
+	port=$(sed -n 's/^port \([0-9][0-9]*\)$/\1/p' "$run_dir/redis.conf" 2>/dev/null)
+	port=${port:-6379}
+fi
+
+unhealthy() {
+	echo "unhealthy: $*"
+	exit 1
+}
+
+[ -s "$pw_file" ] || unhealthy "password file $pw_file is missing or empty"
+REDISCLI_AUTH=$(cat "$pw_file") || unhealthy "cannot read $pw_file"
+export REDISCLI_AUTH
+
+reply=$(redis-cli --no-auth-warning --user "$user" -h "$host" -p "$port" ping 2>&1)
+case "$reply" in
+PONG) ;;
+LOADING*) echo "starting: Redis is loading its dataset"; exit 1 ;;
+*) unhealthy "PING answered: $(printf '%s' "$reply" | head -n 1)" ;;
+esac
+
+info=$(redis-cli --no-auth-warning --user "$user" -h "$host" -p "$port" info persistence 2>&1) ||
+	unhealthy "INFO persistence failed"
+case "$info" in
+*rdb_last_bgsave_status:err*) unhealthy "last RDB save failed (Redis refuses writes): check disk space and permissions of the data directory" ;;
+*aof_last_write_status:err*) unhealthy "last AOF write failed (Redis refuses writes): check disk space and permissions of the data directory" ;;
+*aof_last_write_status:ok* | *rdb_last_bgsave_status:ok*) ;;
+*) unhealthy "INFO persistence answered: $(printf '%s' "$info" | head -n 1)" ;;
+esac
+echo "healthy: PONG, persistence ok"
+exit 0

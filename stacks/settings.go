@@ -1,0 +1,93 @@
+// Package stacks holds the typed settings of the dev and prod stacks, their loading from Pulumi
+// config, their validation, and the Pulumi program that builds the components from them.
+package stacks
+
+import (
+	"github.com/emailclient/emailclient-infra/components"
+	"github.com/emailclient/emailclient-infra/components/redisconf"
+)
+
+// Project is the Pulumi project name and the namespace of every config key.
+const Project = "emailclient-infra"
+
+// Profiles are the settings profiles; a stack named dev or prod uses its own, any other stack sets
+// the "profile" key.
+var Profiles = []string{"dev", "prod"}
+
+// Settings are all settings of one stack. Defaults come from Defaults(profile); the stack file
+// overrides only what differs, one object per group (redis, container, celery, emailService).
+type Settings struct {
+	// Profile is dev or prod. Defaults to the stack name when that is dev or prod.
+	Profile string `json:"-"`
+	// Redis is the Redis server configuration (redis.conf).
+	Redis redisconf.Config `json:"redis"`
+	// Container is the Redis container, its image, network, storage and limits.
+	Container components.RedisContainer `json:"container"`
+	// Celery are the Celery settings wired into the email-service.
+	Celery components.Celery `json:"celery"`
+	// EmailService is the email-service container.
+	EmailService components.EmailServiceContainer `json:"emailService"`
+	// Password is the celery user's password when configured as a Pulumi secret (key "password");
+	// empty means generated. At least 32 characters.
+	Password string `json:"-"`
+	// OpsPassword is the ops user's password when configured as a Pulumi secret (key "opsPassword");
+	// empty means generated. At least 32 characters.
+	OpsPassword string `json:"-"`
+}
+
+// Defaults returns the settings of a profile (dev or prod), or false for an unknown profile.
+func Defaults(profile string) (Settings, bool) {
+	s := Settings{
+		Profile: profile,
+		Redis:   redisconf.Defaults(),
+		Container: components.RedisContainer{
+			BaseImage:   "redis:7-alpine",
+			Platform:    "linux/amd64",
+			ImageName:   "emailclient-redis:" + profile,
+			Name:        "emailclient-redis",
+			Network:     "emailclient-net",
+			Volume:      "redis-data",
+			HostIP:      "127.0.0.1",
+			Restart:     "unless-stopped",
+			Healthcheck: components.Healthcheck{Interval: "30s", Timeout: "10s", Retries: 3, StartPeriod: "5s"},
+			Log:         components.LogRotation{MaxSize: "10m", MaxFile: 3},
+		},
+		Celery: components.Celery{
+			Database:           0,
+			TaskSerializer:     "json",
+			ResultSerializer:   "json",
+			AcceptContent:      []string{"json"},
+			ResultExpires:      86400,
+			TaskTimeLimit:      3600,
+			TaskSoftTimeLimit:  3000,
+			VisibilityTimeout:  7200,
+			WorkerConcurrency:  4,
+			AcksLate:           true,
+			PrefetchMultiplier: 1,
+			LogLevel:           "info",
+		},
+		EmailService: components.EmailServiceContainer{
+			Enabled:   true,
+			BaseImage: "python:3.12-slim",
+			Name:      "emailclient-email-service",
+			Log:       components.LogRotation{MaxSize: "10m", MaxFile: 3},
+		},
+	}
+	switch profile {
+	case "dev":
+		s.Redis.LogLevel = "debug"
+		s.Celery.LogLevel = "debug"
+		s.Container.HostPort = 6379
+	case "prod":
+		s.Redis.MaxMemory = "1gb"
+		s.Container.Memory = "2gb"
+		s.Container.MemoryReservation = "1gb"
+		s.Container.CPUs = "2"
+		s.Container.CPUShares = 512
+		s.Container.Log = components.LogRotation{MaxSize: "100m", MaxFile: 10}
+		s.EmailService.Log = components.LogRotation{MaxSize: "100m", MaxFile: 10}
+	default:
+		return Settings{}, false
+	}
+	return s, true
+}

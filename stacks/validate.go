@@ -1,0 +1,62 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/emailclient/emailclient-infra/components"
+	"github.com/emailclient/emailclient-infra/components/redisconf"
+)
+
+// MinPasswordLength is the shortest password a profile accepts when one is configured: 32 in prod,
+// 16 elsewhere. Generated passwords have components.GeneratedPasswordLength characters.
+func MinPasswordLength(profile string) int {
+	if profile == "prod" {
+		return 32
+	}
+	return 16
+}
+
+// Validate checks every setting and returns all problems joined, each naming its key, its value and
+// what is accepted. It runs before any resource is registered.
+func (s Settings) Validate() error {
+	errs := []error{
+		s.Redis.Validate(KeyRedis + "."),
+		s.Container.Validate(KeyContainer + "."),
+		components.ValidateMemoryHeadroom(s.Redis, s.Container, KeyContainer+"."),
+		s.Celery.Validate(KeyCelery + "."),
+		s.EmailService.Validate(KeyEmailService + "."),
+		checkPassword(KeyPassword, s.Password, s.Profile),
+		checkPassword(KeyOpsPassword, s.OpsPassword, s.Profile),
+	}
+	fail := func(key string, value any, accepted string) {
+		errs = append(errs, &redisconf.FieldError{Key: key, Value: value, Accepted: accepted})
+	}
+	if s.Celery.ResultExpires == 0 && strings.HasPrefix(s.Redis.MaxMemoryPolicy, "volatile-") {
+		fail("celery.resultExpires", 0, "with redis.maxmemoryPolicy "+s.Redis.MaxMemoryPolicy+" results must expire (they are the only evictable keys); accepted: 1 to 31536000 seconds")
+	}
+	if s.EmailService.Enabled && s.EmailService.Image == "" && s.Profile == "prod" {
+		fail("emailService.image", "", "required in prod: the email-service image to run, e.g. ghcr.io/acme/email-service:1.4.2 (dev builds the reference worker when it is empty)")
+	}
+	if s.EmailService.Enabled && s.EmailService.Name == s.Container.Name {
+		fail("emailService.name", s.EmailService.Name, "accepted: a name other than container.name")
+	}
+	return errors.Join(errs...)
+}
+
+// checkPassword validates a configured password without ever echoing it.
+func checkPassword(key, pw, profile string) error {
+	if pw == "" {
+		return nil
+	}
+	if n := len([]rune(pw)); n < MinPasswordLength(profile) || n > 512 {
+		return &redisconf.FieldError{Key: key, Value: fmt.Sprintf("<secret of %d characters>", n),
+			Accepted: fmt.Sprintf("accepted: at least %d and at most 512 characters in the %s profile", MinPasswordLength(profile), profile)}
+	}
+	if strings.IndexFunc(pw, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+		return &redisconf.FieldError{Key: key, Value: "<secret>", Accepted: "accepted: no spaces, newlines or control characters"}
+	}
+	return nil
+}
