@@ -16,18 +16,48 @@ const (
 	WorkerBuildContext = "deployment/docker/email-worker"
 )
 
-// Program is the Pulumi program of every stack: it loads and validates the settings (before any
-// resource is registered), builds the RedisBroker and the email-service, and exports the outputs.
+// Deployment is what Deploy built.
+type Deployment struct {
+	Settings Settings
+	Broker   *components.RedisBroker
+	// EmailService is nil when emailService.enabled is false.
+	EmailService *components.EmailService
+}
+
+// Program is the Pulumi program of every stack: Deploy, then export the outputs.
 func Program(ctx *pulumi.Context) error {
-	s, err := Load(ctx.Stack(), ContextSource{Ctx: ctx})
-	if err != nil {
-		return fmt.Errorf("stack %q settings: %w", ctx.Stack(), err)
-	}
-	root, err := buildRoot(ctx)
+	d, err := Deploy(ctx)
 	if err != nil {
 		return err
 	}
-	broker, err := components.NewRedisBroker(ctx, "redis", &components.RedisBrokerArgs{
+	b := d.Broker
+	ctx.Export("redisHost", b.Host)
+	ctx.Export("redisPort", b.Port)
+	ctx.Export("redisHostPort", pulumi.Int(d.Settings.Container.HostPort))
+	ctx.Export("network", b.Network)
+	ctx.Export("redisContainer", b.ContainerName)
+	ctx.Export("redisImage", b.Image)
+	ctx.Export("celeryBrokerUrl", b.BrokerURL)
+	ctx.Export("celeryResultBackend", b.ResultBackendURL)
+	ctx.Export("opsPassword", b.OpsPassword)
+	if d.EmailService != nil {
+		ctx.Export("emailServiceContainer", d.EmailService.ContainerName)
+	}
+	return nil
+}
+
+// Deploy loads and validates the stack's settings (before any resource is registered), then builds
+// the RedisBroker and, unless disabled, the email-service.
+func Deploy(ctx *pulumi.Context) (*Deployment, error) {
+	s, err := Load(ctx.Stack(), ContextSource{Ctx: ctx})
+	if err != nil {
+		return nil, fmt.Errorf("stack %q settings: %w", ctx.Stack(), err)
+	}
+	root, err := buildRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	broker, err := components.NewRedisBroker(ctx, "broker", &components.RedisBrokerArgs{
 		Config:         s.Redis,
 		Container:      s.Container,
 		Database:       s.Celery.Database,
@@ -36,19 +66,11 @@ func Program(ctx *pulumi.Context) error {
 		OpsPassword:    secretOrNil(s.OpsPassword),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctx.Export("redisHost", broker.Host)
-	ctx.Export("redisPort", broker.Port)
-	ctx.Export("redisHostPort", pulumi.Int(s.Container.HostPort))
-	ctx.Export("network", broker.Network)
-	ctx.Export("redisContainer", broker.ContainerName)
-	ctx.Export("redisImage", broker.Image)
-	ctx.Export("celeryBrokerUrl", broker.BrokerURL)
-	ctx.Export("celeryResultBackend", broker.ResultBackendURL)
-	ctx.Export("opsPassword", broker.OpsPassword)
+	d := &Deployment{Settings: s, Broker: broker}
 	if !s.EmailService.Enabled {
-		return nil
+		return d, nil
 	}
 	svc, err := components.NewEmailService(ctx, "email-service", &components.EmailServiceArgs{
 		Container:    s.EmailService,
@@ -58,10 +80,10 @@ func Program(ctx *pulumi.Context) error {
 		Broker:       broker,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctx.Export("emailServiceContainer", svc.ContainerName)
-	return nil
+	d.EmailService = svc
+	return d, nil
 }
 
 // buildRoot is the project root as a path relative to the working directory, so that build contexts

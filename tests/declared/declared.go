@@ -1,0 +1,212 @@
+// Package declared runs the real Pulumi program under mocks, with a stack's real Pulumi.<stack>.yaml,
+// and records every resource it declares: the one source the unit, real-Redis, Celery and Docker
+// tiers take the declared configuration from, so no test retypes it.
+package declared
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/emailclient/emailclient-infra/stacks"
+)
+
+// Type tokens of the declared resources.
+const (
+	ImageType     = "docker:index/image:Image"
+	NetworkType   = "docker:index/network:Network"
+	VolumeType    = "docker:index/volume:Volume"
+	ContainerType = "docker:index/container:Container"
+	PasswordType  = "random:index/randomPassword:RandomPassword"
+)
+
+// Resource is one declared resource with its inputs as the provider would receive them (secrets
+// wrapped, see resource.PropertyValue.IsSecret).
+type Resource struct {
+	Type   string
+	Name   string
+	Inputs resource.PropertyMap
+	// Parent is the parent's logical name ("" for the stack).
+	Parent string
+	// DependsOn are the logical names of explicit dependencies.
+	DependsOn []string
+	// ReplaceOnChanges, DeleteBeforeReplace, RetainOnDelete are the resource options.
+	ReplaceOnChanges    []string
+	DeleteBeforeReplace bool
+	RetainOnDelete      bool
+}
+
+// Options change a run.
+type Options struct {
+	// Config adds or replaces config values (keys without namespace; objects as JSON).
+	Config map[string]string
+	// Secrets adds config values marked secret.
+	Secrets map[string]string
+	// Program runs instead of stacks.Program (e.g. a function that awaits outputs).
+	Program pulumi.RunFunc
+}
+
+// Result is what a run declared.
+type Result struct {
+	Stack     string
+	Root      string
+	Resources []Resource
+}
+
+// MockPassword is the value the mocks give a generated password resource of that name: deterministic,
+// 40 letters and digits like the real RandomPassword.
+func MockPassword(resourceName string) string {
+	s := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return 'x'
+	}, "mock"+resourceName+"0123456789abcdefghijklmnopqrstuvwxyz0123456789")
+	return s[:40]
+}
+
+// MockImageID is the repoDigest the mocks give an image resource (a local image ID, as for
+// unpushed images).
+func MockImageID(resourceName string) string { return "sha256:mock-" + resourceName }
+
+// Root finds the repository root (the directory holding Pulumi.yaml) from the working directory.
+func Root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "Pulumi.yaml")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("Pulumi.yaml not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// StackConfig reads Pulumi.<stack>.yaml as the engine would pass it to the program: full keys to raw
+// values (objects as JSON). It validates the project file against Pulumi's schema on the way.
+func StackConfig(root, stack string) (map[string]string, error) {
+	project, err := workspace.LoadProject(filepath.Join(root, "Pulumi.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("Pulumi.yaml: %w", err)
+	}
+	ps, err := workspace.LoadProjectStack(nil, project, filepath.Join(root, "Pulumi."+stack+".yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("Pulumi.%s.yaml: %w", stack, err)
+	}
+	out := map[string]string{}
+	for k, v := range ps.Config {
+		if v.Secure() {
+			return nil, fmt.Errorf("Pulumi.%s.yaml: %s is encrypted; the tests pass secrets with Options.Secrets", stack, k)
+		}
+		s, err := v.Value(config.NopDecrypter)
+		if err != nil {
+			return nil, fmt.Errorf("Pulumi.%s.yaml: %s: %w", stack, k, err)
+		}
+		out[k.String()] = s
+	}
+	return out, nil
+}
+
+// Run evaluates the program for a stack under mocks and returns what it declared. The program's
+// error (e.g. a validation error) is returned as is.
+func Run(stack string, opts Options) (*Result, error) {
+	root, err := Root()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := StackConfig(root, stack)
+	if err != nil {
+		return nil, err
+	}
+	var secretKeys []string
+	for k, v := range opts.Config {
+		cfg[stacks.Project+":"+k] = v
+	}
+	for k, v := range opts.Secrets {
+		cfg[stacks.Project+":"+k] = v
+		secretKeys = append(secretKeys, stacks.Project+":"+k)
+	}
+	program := opts.Program
+	if program == nil {
+		program = stacks.Program
+	}
+	m := &mocks{}
+	err = pulumi.RunErr(program, pulumi.WithMocks(stacks.Project, stack, m), func(info *pulumi.RunInfo) {
+		info.Config = cfg
+		info.ConfigSecretKeys = secretKeys
+		info.RootDirectory = root
+	})
+	return &Result{Stack: stack, Root: root, Resources: m.resources}, err
+}
+
+// ByType returns the declared resources of a type, in declaration order.
+func (r *Result) ByType(typ string) []Resource {
+	var out []Resource
+	for _, res := range r.Resources {
+		if res.Type == typ {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// Get returns the resource of that type and logical name.
+func (r *Result) Get(typ, name string) (Resource, bool) {
+	for _, res := range r.Resources {
+		if res.Type == typ && res.Name == name {
+			return res, true
+		}
+	}
+	return Resource{}, false
+}
+
+// mocks records every registration and answers like the real providers would for the outputs the
+// program reads (image repoDigest, generated password).
+type mocks struct {
+	mu        sync.Mutex
+	resources []Resource
+}
+
+func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	res := Resource{Type: args.TypeToken, Name: args.Name, Inputs: args.Inputs}
+	if rpc := args.RegisterRPC; rpc != nil {
+		if rpc.GetParent() != "" {
+			res.Parent = resource.URN(rpc.GetParent()).Name()
+		}
+		for _, d := range rpc.GetDependencies() {
+			res.DependsOn = append(res.DependsOn, resource.URN(d).Name())
+		}
+		res.ReplaceOnChanges = rpc.GetReplaceOnChanges()
+		res.DeleteBeforeReplace = rpc.GetDeleteBeforeReplace()
+		res.RetainOnDelete = rpc.GetRetainOnDelete()
+	}
+	m.mu.Lock()
+	m.resources = append(m.resources, res)
+	m.mu.Unlock()
+
+	outputs := args.Inputs.Copy()
+	switch args.TypeToken {
+	case ImageType:
+		outputs["repoDigest"] = resource.NewStringProperty(MockImageID(args.Name))
+	case PasswordType:
+		outputs["result"] = resource.NewSecretProperty(&resource.Secret{Element: resource.NewStringProperty(MockPassword(args.Name))})
+	}
+	return args.Name + "-id", outputs, nil
+}
+
+func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return resource.PropertyMap{}, nil
+}
