@@ -162,7 +162,9 @@ func (c *connFlags) connect(ctx context.Context, e *env) (*redis.Client, error) 
 		return nil, err
 	}
 	client := redis.NewClient(o)
-	if err := client.Ping(ctx).Err(); err != nil {
+	// MISCONF (a failing save) refuses PING but the connection is
+	// authenticated and reads work: callers report it from INFO.
+	if err := client.Ping(ctx).Err(); err != nil && classify(err) != ExitPersistence {
 		_ = client.Close()
 		return nil, fmt.Errorf("connect to %s as %s: %w", o.Addr, o.Username, err)
 	}
@@ -172,14 +174,18 @@ func (c *connFlags) connect(ctx context.Context, e *env) (*redis.Client, error) 
 // classify maps a Redis or network error to an exit code.
 func classify(err error) int {
 	msg := err.Error()
-	var netErr net.Error
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
 	switch {
 	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "NOPERM"):
 		return ExitAuth
 	case strings.Contains(msg, "LOADING"):
 		return ExitLoading
+	case strings.Contains(msg, "MISCONF"):
+		return ExitPersistence
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.As(err, &netErr):
+		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET),
+		errors.As(err, &opErr), errors.As(err, &dnsErr):
 		return ExitUnreachable
 	}
 	return ExitError

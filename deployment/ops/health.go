@@ -34,7 +34,7 @@ aof_last_write_status, aof_last_bgrewrite_status), memory (used_memory over
 func codeName(code int) string {
 	return map[int]string{
 		ExitUnreachable: "unreachable", ExitAuth: "auth", ExitPersistence: "persistence",
-		ExitMemory: "memory", ExitEvictions: "evictions", ExitLoading: "loading",
+		ExitMemory: "memory", ExitEvictions: "evictions", ExitLoading: "loading", ExitError: "error",
 	}[code]
 }
 

@@ -125,10 +125,10 @@ used first, with total and per-call time and rejected/failed calls.`)
 	if *top > 0 && len(stats) > *top {
 		stats = stats[:*top]
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "COMMAND\tCALLS\tUSEC\tUSEC_PER_CALL\tREJECTED\tFAILED\t")
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "COMMAND\tCALLS\tUSEC\tUSEC_PER_CALL\tREJECTED\tFAILED")
 	for _, s := range stats {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%d\t%d\t\n", s.Name, s.Calls, s.Usec, s.UsecPerCall, s.Rejected, s.Failed)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%d\t%d\n", s.Name, s.Calls, s.Usec, s.UsecPerCall, s.Rejected, s.Failed)
 	}
 	return tw.Flush()
 }
