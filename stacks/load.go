@@ -128,7 +128,11 @@ func decodeObject(src Source, key string, target any) error {
 		var syntaxErr *json.SyntaxError
 		switch {
 		case errors.As(err, &typeErr):
-			return fmt.Errorf("%s.%s: a %s is not accepted; accepted: a %s", key, typeErr.Field, typeErr.Value, jsonKind(typeErr.Type.Kind().String()))
+			field := key
+			if typeErr.Field != "" {
+				field += "." + typeErr.Field
+			}
+			return fmt.Errorf("%s: a JSON %s is not accepted; accepted: %s", field, typeErr.Value, jsonKind(typeErr.Type.Kind().String()))
 		case errors.As(err, &syntaxErr):
 			return fmt.Errorf("%s: is not an object (%v); accepted: an object of settings, e.g. {maxmemory: 1gb}", key, err)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -147,13 +151,13 @@ func decodeObject(src Source, key string, target any) error {
 func jsonKind(goKind string) string {
 	switch goKind {
 	case "int", "int64":
-		return "whole number"
+		return "a whole number"
 	case "bool":
-		return "boolean (true or false)"
+		return "a boolean (true or false)"
 	case "slice":
-		return "list"
+		return "a list"
 	case "struct":
-		return "object"
+		return "an object of settings"
 	}
-	return goKind
+	return "a " + goKind
 }

@@ -1,0 +1,99 @@
+package stacks_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/emailclient/emailclient-infra/tests/declared"
+)
+
+// badSettings are settings that must fail before any resource is registered, each with the key its
+// error must name and a word of what is accepted.
+var badSettings = []struct {
+	name, stack  string
+	config       map[string]string
+	secrets      map[string]string
+	key, accepts string
+}{
+	{"maxmemory unit", "dev", map[string]string{"redis": `{"maxmemory":"512xb"}`}, nil, "redis.maxmemory", "unit"},
+	{"maxmemory zero", "dev", map[string]string{"redis": `{"maxmemory":"0"}`}, nil, "redis.maxmemory", "memory limit"},
+	{"maxmemory negative", "dev", map[string]string{"redis": `{"maxmemory":"-1gb"}`}, nil, "redis.maxmemory", "unit"},
+	{"maxmemory huge", "dev", map[string]string{"redis": `{"maxmemory":"99999999gb"}`}, nil, "redis.maxmemory", "unit"},
+	{"maxmemory injection", "dev", map[string]string{"redis": `{"maxmemory":"1gb\nrequirepass x"}`}, nil, "redis.maxmemory", "unit"},
+	{"allkeys-lru unacknowledged", "dev", map[string]string{"redis": `{"maxmemoryPolicy":"allkeys-lru"}`}, nil, "redis.maxmemoryPolicy", "acknowledgeUnsafeEviction"},
+	{"volatile-random unacknowledged", "prod", map[string]string{"redis": `{"maxmemoryPolicy":"volatile-random"}`}, nil, "redis.maxmemoryPolicy", "kombu#1063"},
+	{"unknown policy", "dev", map[string]string{"redis": `{"maxmemoryPolicy":"lru"}`}, nil, "redis.maxmemoryPolicy", "noeviction"},
+	{"samples", "dev", map[string]string{"redis": `{"maxmemorySamples":0}`}, nil, "redis.maxmemorySamples", "1 to 64"},
+	{"appendfsync", "dev", map[string]string{"redis": `{"appendfsync":"sometimes"}`}, nil, "redis.appendfsync", "everysec"},
+	{"save point", "dev", map[string]string{"redis": `{"save":[{"seconds":0,"changes":1}]}`}, nil, "redis.save[0]", "1 or more"},
+	{"port out of range", "dev", map[string]string{"redis": `{"port":70000}`}, nil, "redis.port", "1 to 65535"},
+	{"port wrong type", "dev", map[string]string{"redis": `{"port":"6379"}`}, nil, "redis.port", "whole number"},
+	{"typo in a key", "dev", map[string]string{"redis": `{"maxmemroy":"1gb"}`}, nil, "redis.maxmemroy", "unknown setting"},
+	{"rewrite min size", "dev", map[string]string{"redis": `{"autoAofRewriteMinSize":"64 mb"}`}, nil, "redis.autoAofRewriteMinSize", "unit"},
+	{"loglevel", "dev", map[string]string{"redis": `{"loglevel":"loud"}`}, nil, "redis.loglevel", "notice"},
+	{"memory below headroom", "prod", map[string]string{"container": `{"memory":"1100mb"}`}, nil, "container.memory", "headroom"},
+	{"reservation above limit", "prod", map[string]string{"container": `{"memoryReservation":"3gb"}`}, nil, "container.memoryReservation", "at most"},
+	{"unknown log size", "dev", map[string]string{"container": `{"log":{"maxSize":"10 megs","maxFile":3}}`}, nil, "container.log.maxSize", "10m"},
+	{"log files", "prod", map[string]string{"container": `{"log":{"maxSize":"10m","maxFile":0}}`}, nil, "container.log.maxFile", "1 to 100"},
+	{"host port range", "dev", map[string]string{"container": `{"hostPort":-1}`}, nil, "container.hostPort", "0 to 65535"},
+	{"host ip public", "dev", map[string]string{"container": `{"hostIp":"0.0.0.0"}`}, nil, "container.hostIp", "loopback"},
+	{"restart", "dev", map[string]string{"container": `{"restart":"sometimes"}`}, nil, "container.restart", "unless-stopped"},
+	{"healthcheck interval", "dev", map[string]string{"container": `{"healthcheck":{"interval":"30","timeout":"10s","retries":3,"startPeriod":"5s"}}`}, nil, "container.healthcheck.interval", "duration"},
+	{"healthcheck timeout", "dev", map[string]string{"container": `{"healthcheck":{"interval":"10s","timeout":"20s","retries":3,"startPeriod":"5s"}}`}, nil, "container.healthcheck.timeout", "shorter"},
+	{"container name with space", "dev", map[string]string{"container": `{"name":"redis; rm -rf /"}`}, nil, "container.name", "letters"},
+	{"host path relative", "prod", map[string]string{"container": `{"dataHostPath":"data/redis"}`}, nil, "container.dataHostPath", "absolute"},
+	{"host path with colon", "prod", map[string]string{"container": `{"dataHostPath":"/srv/a:/etc"}`}, nil, "container.dataHostPath", "absolute"},
+	{"cpus", "prod", map[string]string{"container": `{"cpus":"lots"}`}, nil, "container.cpus", "number of CPUs"},
+	{"base image", "dev", map[string]string{"container": `{"baseImage":"Redis 7"}`}, nil, "container.baseImage", "image reference"},
+	{"platform", "dev", map[string]string{"container": `{"platform":"windows/amd64"}`}, nil, "container.platform", "linux/amd64"},
+	{"visibility below time limit", "dev", map[string]string{"celery": `{"visibilityTimeout":600}`}, nil, "celery.visibilityTimeout", "run twice"},
+	{"soft limit above hard", "dev", map[string]string{"celery": `{"taskSoftTimeLimit":4000}`}, nil, "celery.taskSoftTimeLimit", "below"},
+	{"pickle", "dev", map[string]string{"celery": `{"taskSerializer":"pickle"}`}, nil, "celery.taskSerializer", "json"},
+	{"results never expire with volatile", "dev", map[string]string{"celery": `{"resultExpires":0}`}, nil, "celery.resultExpires", "must expire"},
+	{"database", "dev", map[string]string{"celery": `{"database":16}`}, nil, "celery.database", "0 to 15"},
+	{"concurrency", "dev", map[string]string{"celery": `{"workerConcurrency":0}`}, nil, "celery.workerConcurrency", "1 to 256"},
+	{"prod image missing", "prod", map[string]string{"emailService": `{"image":""}`}, nil, "emailService.image", "required in prod"},
+	{"image reference", "dev", map[string]string{"emailService": `{"image":"my image"}`}, nil, "emailService.image", "image reference"},
+	{"short prod password", "prod", nil, map[string]string{"password": "short-but-secret-123"}, "password", "at least 32"},
+	{"password with newline", "dev", nil, map[string]string{"opsPassword": "0123456789abcdef\nrequirepass x"}, "opsPassword", "no spaces, newlines"},
+	{"profile unknown", "staging", nil, nil, "profile", "dev, prod"},
+	{"object not an object", "dev", map[string]string{"celery": `[1,2]`}, nil, "celery", "object"},
+}
+
+func TestBadSettingsFailNamingTheKey(t *testing.T) {
+	require.GreaterOrEqual(t, len(badSettings), 20)
+	for _, tc := range badSettings {
+		t.Run(tc.name, func(t *testing.T) {
+			stack := tc.stack
+			if stack == "staging" {
+				stack = "dev"
+				tc.config = map[string]string{"profile": "staging"}
+			}
+			r, err := declared.Run(stack, declared.Options{Config: tc.config, Secrets: tc.secrets})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.key+":", "the error names the key")
+			assert.Contains(t, err.Error(), tc.accepts, "the error says what is accepted")
+			assert.Empty(t, r.Resources, "nothing is registered")
+			for _, s := range tc.secrets {
+				assert.NotContains(t, err.Error(), s, "secrets are never echoed")
+			}
+		})
+	}
+}
+
+func TestAcknowledgedUnsafePolicyIsAccepted(t *testing.T) {
+	_, err := declared.Run("dev", declared.Options{Config: map[string]string{"redis": `{"maxmemoryPolicy":"allkeys-lru","acknowledgeUnsafeEviction":true}`}})
+	require.NoError(t, err)
+}
+
+func TestAllErrorsAreReportedAtOnce(t *testing.T) {
+	_, err := declared.Run("dev", declared.Options{Config: map[string]string{
+		"redis": `{"maxmemory":"1xb","port":0}`, "celery": `{"workerConcurrency":0}`}})
+	require.Error(t, err)
+	for _, key := range []string{"redis.maxmemory:", "redis.port:", "celery.workerConcurrency:"} {
+		assert.True(t, strings.Contains(err.Error(), key), "%s in %v", key, err)
+	}
+}
