@@ -9,9 +9,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
+
+// The CLI's errors say what failed; go-redis' own pool log is noise here.
+func init() { redis.SetLogger(&logging.VoidLogger{}) }
 
 // testPassword is the ops user's password in tests; it is only ever written
 // to an ACL file and passed through the fake environment, never printed.

@@ -9,10 +9,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
+
 	"github.com/emailclient/emailclient-infra/deployment/ops"
 )
 
 func main() {
+	// redis-ops reports connection errors itself; go-redis' pool log is noise.
+	redis.SetLogger(&logging.VoidLogger{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := ops.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
