@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -178,17 +179,10 @@ func splitImageRef(ref string) (string, string) {
 	return ref, ""
 }
 
-var buildxOK = func() func() bool {
-	var once bool
-	var ok bool
-	return func() bool {
-		if !once {
-			once = true
-			ok = exec.Command("docker", "buildx", "version").Run() == nil
-		}
-		return ok
-	}
-}()
+// buildxOK tells whether the CLI has the buildx plugin (needed for BuildKit builds).
+var buildxOK = sync.OnceValue(func() bool {
+	return exec.Command("docker", "buildx", "version").Run() == nil
+})
 
 func (d *Deployment) buildImage(t testing.TB, im *imageRes) {
 	t.Helper()
