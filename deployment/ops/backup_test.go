@@ -65,6 +65,9 @@ func TestBackupManifestVerifyList(t *testing.T) {
 	if r := cli(t, addr, nil, "list", "--dir", dir); r.code != ExitOK || !strings.Contains(r.stdout, filepath.Base(rdb)) || !strings.Contains(r.stdout, " ok") {
 		t.Errorf("list: %v", r)
 	}
+	if r := cli(t, addr, nil, "list", "--dir", dir, "--quick"); r.code != ExitOK || !strings.Contains(r.stdout, "size-ok") {
+		t.Errorf("list --quick: %v", r)
+	}
 	if _, err := checkRDBFormat(rdb); err != nil {
 		t.Errorf("builtin RDB check on a good file: %v", err)
 	}
@@ -113,7 +116,7 @@ func TestCorruptBackupsFailVerifyAndRestore(t *testing.T) {
 			if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
 				t.Errorf("restore touched the data dir: %v", entries)
 			}
-			if r := cli(t, addr, nil, "list", "--dir", filepath.Dir(bad)); !strings.Contains(r.stdout, "FAILED") {
+			if r := cli(t, addr, nil, "list", "--dir", filepath.Dir(bad)); r.code != ExitVerify || !strings.Contains(r.stdout, "FAILED") {
 				t.Errorf("list: %v", r)
 			}
 		})

@@ -81,7 +81,8 @@ func runList(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("list", "--dir DIR [flags]", `
 Lists the backups in DIR, oldest first, with time, size, keys and status. The
 status re-verifies each backup (checksums and RDB format, like verify) unless
---quick, which only compares the file size with the manifest.`)
+--quick, which only compares the file size with the manifest. Exits 9 when any
+backup failed.`)
 	dir := fs.String("dir", "", "backup directory (required)")
 	quick := fs.Bool("quick", false, "compare sizes only instead of full verification")
 	if err := parse(fs, args); err != nil {
@@ -97,17 +98,28 @@ status re-verifies each backup (checksums and RDB format, like verify) unless
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FILE\tTIME\tSIZE\tKEYS\tSTATUS")
+	failed := 0
 	for _, be := range entries {
 		size, keys := "-", "-"
 		if be.manifest != nil {
 			size, keys = humanBytes(be.manifest.Size), fmt.Sprint(be.manifest.Keys)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", filepath.Base(be.rdb), be.created.UTC().Format(time.RFC3339), size, keys, backupStatus(ctx, be, *quick))
+		status := backupStatus(ctx, be, *quick)
+		if strings.HasPrefix(status, "FAILED") {
+			failed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", filepath.Base(be.rdb), be.created.UTC().Format(time.RFC3339), size, keys, status)
 	}
 	if len(entries) == 0 {
 		fmt.Fprintln(tw, "(no backups)\t\t\t\t")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return withCode(ExitVerify, fmt.Errorf("%d of %d backups failed verification", failed, len(entries)))
+	}
+	return nil
 }
 
 // backupStatus is "ok", "size-ok" (quick), or "FAILED: reason".
