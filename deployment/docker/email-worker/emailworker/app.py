@@ -165,12 +165,21 @@ def settings_from_env(env=None):
         # of losing it (tasks must therefore be idempotent).
         "task_acks_late": _bool(env, "CELERY_TASK_ACKS_LATE"),
         "task_reject_on_worker_lost": _bool(env, "CELERY_TASK_REJECT_ON_WORKER_LOST"),
-        # A late-acked task cannot be acknowledged on a lost connection and
-        # is redelivered anyway; cancel it rather than let two copies run
-        # (the Celery 6 default; silences the 5.x warning).
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Let a task that is running when the broker connection drops finish:
+        # with Redis its ack is an HDEL on the shared unacked hash and goes
+        # through once the pool reconnects.  Cancelling (True, the Celery 6
+        # default, meant for AMQP) stored the task as REVOKED and left its
+        # message for redelivery only after the visibility timeout (measured
+        # by tests/celerytest TestBrokerRestartDuringWork).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": dict(transport_options),
+        # Retry result writes while Redis restarts instead of failing the
+        # task with ConnectionError (Celery's default is not to retry).
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 10,
+        "result_backend_base_sleep_between_retries_ms": 100,
+        "result_backend_max_sleep_between_retries_ms": 5000,
         "redis_socket_keepalive": True,
         "redis_retry_on_timeout": True,
         "redis_backend_health_check_interval": HEALTH_CHECK_INTERVAL,
@@ -193,7 +202,6 @@ def settings_from_env(env=None):
         # Each worker also consumes <hostname>.dq, so the healthcheck can
         # prove that this very worker still takes tasks from Redis.
         "worker_direct": True,
-        "task_track_started": True,
         "worker_send_task_events": False,
     }
 
