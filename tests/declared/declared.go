@@ -4,16 +4,10 @@
 package declared
 
 import (
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
-	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
-	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/emailclient/emailclient-infra/stacks"
@@ -77,57 +71,14 @@ func MockPassword(resourceName string) string {
 // unpushed images).
 func MockImageID(resourceName string) string { return "sha256:mock-" + resourceName }
 
-// Root finds the repository root (the directory holding Pulumi.yaml) from the working directory.
-func Root() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "Pulumi.yaml")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("Pulumi.yaml not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// StackConfig reads Pulumi.<stack>.yaml as the engine would pass it to the program: full keys to raw
-// values (objects as JSON). It validates the project file against Pulumi's schema on the way.
-func StackConfig(root, stack string) (map[string]string, error) {
-	project, err := workspace.LoadProject(filepath.Join(root, "Pulumi.yaml"))
-	if err != nil {
-		return nil, fmt.Errorf("Pulumi.yaml: %w", err)
-	}
-	ps, err := workspace.LoadProjectStack(nil, project, filepath.Join(root, "Pulumi."+stack+".yaml"))
-	if err != nil {
-		return nil, fmt.Errorf("Pulumi.%s.yaml: %w", stack, err)
-	}
-	out := map[string]string{}
-	for k, v := range ps.Config {
-		if v.Secure() {
-			return nil, fmt.Errorf("Pulumi.%s.yaml: %s is encrypted; the tests pass secrets with Options.Secrets", stack, k)
-		}
-		s, err := v.Value(config.NopDecrypter)
-		if err != nil {
-			return nil, fmt.Errorf("Pulumi.%s.yaml: %s: %w", stack, k, err)
-		}
-		out[k.String()] = s
-	}
-	return out, nil
-}
-
 // Run evaluates the program for a stack under mocks and returns what it declared. The program's
 // error (e.g. a validation error) is returned as is.
 func Run(stack string, opts Options) (*Result, error) {
-	root, err := Root()
+	root, err := stacks.FindRoot()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := StackConfig(root, stack)
+	cfg, err := stacks.StackFileConfig(root, stack)
 	if err != nil {
 		return nil, err
 	}

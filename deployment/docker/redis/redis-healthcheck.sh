@@ -35,14 +35,15 @@ reply=$(redis-cli --no-auth-warning --user "$user" -h "$host" -p "$port" ping 2>
 case "$reply" in
 PONG) ;;
 LOADING*) echo "starting: Redis is loading its dataset"; exit 1 ;;
+MISCONF*) unhealthy "Redis cannot persist to disk and refuses writes (MISCONF): check disk space and permissions of the data directory" ;;
 *) unhealthy "PING answered: $(printf '%s' "$reply" | head -n 1)" ;;
 esac
 
 info=$(redis-cli --no-auth-warning --user "$user" -h "$host" -p "$port" info persistence 2>&1) ||
 	unhealthy "INFO persistence failed"
 case "$info" in
-*rdb_last_bgsave_status:err*) unhealthy "last RDB save failed (Redis refuses writes): check disk space and permissions of the data directory" ;;
-*aof_last_write_status:err*) unhealthy "last AOF write failed (Redis refuses writes): check disk space and permissions of the data directory" ;;
+*rdb_last_bgsave_status:err*) unhealthy "last RDB save failed, Redis cannot persist and refuses writes: check disk space and permissions of the data directory" ;;
+*aof_last_write_status:err*) unhealthy "last AOF write failed, Redis cannot persist and refuses writes: check disk space and permissions of the data directory" ;;
 *aof_last_write_status:ok* | *rdb_last_bgsave_status:ok*) ;;
 *) unhealthy "INFO persistence answered: $(printf '%s' "$info" | head -n 1)" ;;
 esac

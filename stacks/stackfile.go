@@ -1,0 +1,64 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+)
+
+// StackFileConfig reads Pulumi.<stack>.yaml as the engine would pass it to the program: full keys to raw
+// values (objects as JSON). It validates the project file against Pulumi's schema on the way.
+func StackFileConfig(root, stack string) (map[string]string, error) {
+	project, err := workspace.LoadProject(filepath.Join(root, "Pulumi.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("Pulumi.yaml: %w", err)
+	}
+	ps, err := workspace.LoadProjectStack(nil, project, filepath.Join(root, "Pulumi."+stack+".yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("Pulumi.%s.yaml: %w", stack, err)
+	}
+	out := map[string]string{}
+	for k, v := range ps.Config {
+		if v.Secure() {
+			return nil, fmt.Errorf("Pulumi.%s.yaml: %s is encrypted; this reader takes plain values only", stack, k)
+		}
+		s, err := v.Value(config.NopDecrypter)
+		if err != nil {
+			return nil, fmt.Errorf("Pulumi.%s.yaml: %s: %w", stack, k, err)
+		}
+		out[k.String()] = s
+	}
+	return out, nil
+}
+
+// LoadStackFile loads the settings of a stack from its Pulumi.<stack>.yaml in root, outside of a
+// Pulumi run (e.g. to print the redis.conf a stack would run). Encrypted values are not read.
+func LoadStackFile(root, stack string) (Settings, error) {
+	cfg, err := StackFileConfig(root, stack)
+	if err != nil {
+		return Settings{}, err
+	}
+	return Load(stack, MapSource{Values: cfg})
+}
+
+// FindRoot finds the project root (the directory holding Pulumi.yaml) from the working directory up.
+func FindRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "Pulumi.yaml")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("Pulumi.yaml not found in the working directory or above it")
+		}
+		dir = parent
+	}
+}
