@@ -1,0 +1,32 @@
+# emailclient-infra: the single entry point. `make help` lists the targets.
+GO ?= go
+STACK ?= dev
+
+.PHONY: help test unit lint up preview destroy config base-images
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+test: lint ## all test tiers this machine supports (unit, real Redis, real Celery, Docker engine)
+	$(GO) test -count=1 -timeout 40m ./...
+
+unit: ## the unit tier only (Pulumi mocks, validation, golden files)
+	$(GO) test -count=1 ./stacks/... ./components/... ./tests/declared/...
+
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+up: ## deploy STACK (default dev) with local file state in .pulumi-state/
+	bash deployment/scripts/deploy.sh up $(STACK)
+
+preview: ## preview STACK
+	bash deployment/scripts/deploy.sh preview $(STACK)
+
+destroy: ## destroy STACK (the data volume is kept)
+	bash deployment/scripts/deploy.sh destroy $(STACK)
+
+config: ## print the redis.conf STACK runs
+	$(GO) run ./deployment/cmd/redis-config --stack $(STACK)
+
+base-images: ## build the offline base images the Docker tier uses
+	bash deployment/scripts/build-base-images.sh
