@@ -44,7 +44,9 @@ func (e *env) addConnFlags(fs *flag.FlagSet) *connFlags {
 	fs.StringVar(&c.addr, "addr", envOr(e.getenv, "REDIS_ADDR", "127.0.0.1:6379"), "Redis host:port (env REDIS_ADDR)")
 	fs.StringVar(&c.user, "user", envOr(e.getenv, "REDIS_USERNAME", "ops"), "ACL user (env REDIS_USERNAME); the password comes from env REDIS_PASSWORD or --password-file")
 	fs.StringVar(&c.passwordFile, "password-file", e.getenv("REDIS_PASSWORD_FILE"), "file holding the password (env REDIS_PASSWORD_FILE); overrides REDIS_PASSWORD")
-	fs.StringVar(&c.url, "url", e.getenv("REDIS_URL"), "redis:// URL instead of --addr/--user (env REDIS_URL); its user and password win when present")
+	// The env value is read after parsing, so --help never prints a URL
+	// that may hold a password.
+	fs.StringVar(&c.url, "url", "", "redis:// URL instead of --addr/--user (env REDIS_URL); its user and password win when present")
 	fs.StringVar(&c.stack, "stack", "", "take redisHost, redisPort and opsPassword from this Pulumi stack's outputs (needs the pulumi CLI)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "timeout of every Redis call")
 	return c
@@ -71,6 +73,9 @@ func (c *connFlags) options(ctx context.Context, e *env) (*redis.Options, error)
 	password, err := c.password(e)
 	if err != nil {
 		return nil, err
+	}
+	if c.url == "" {
+		c.url = e.getenv("REDIS_URL")
 	}
 	var o *redis.Options
 	switch {

@@ -17,6 +17,10 @@ func TestHelpForEveryCommand(t *testing.T) {
 			t.Errorf("%s --help: %v", name, r)
 		}
 	}
+	secretURL := map[string]string{"REDIS_URL": "redis://ops:" + testPassword + "@127.0.0.1:1/0"}
+	if r := cli(t, "127.0.0.1:1", secretURL, "health", "--help"); r.code != ExitOK {
+		t.Errorf("--help with REDIS_URL set: %v", r) // cli fails the test if the password shows
+	}
 	if r := cli(t, "127.0.0.1:1", nil, "nope"); r.code != ExitUsage {
 		t.Errorf("unknown command: %v", r)
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // runMonitor refreshes a dashboard every --interval until Ctrl-C or --count.
@@ -43,11 +45,10 @@ once at start with SCAN).`)
 	ticker := time.NewTicker(*interval)
 	defer ticker.Stop()
 	for tick := 1; ; tick++ {
-		inf, err := fetchInfo(ctx, client)
-		if err != nil {
-			return err
+		inf, cel, err := sample(ctx, client, names)
+		if ctx.Err() != nil {
+			return nil // Ctrl-C during a call is a clean exit
 		}
-		cel, err := fetchCelery(ctx, client, names)
 		if err != nil {
 			return err
 		}
@@ -65,6 +66,16 @@ once at start with SCAN).`)
 		case <-ticker.C:
 		}
 	}
+}
+
+// sample reads INFO and the Celery queue lengths.
+func sample(ctx context.Context, c *redis.Client, queues []string) (info, celeryState, error) {
+	inf, err := fetchInfo(ctx, c)
+	if err != nil {
+		return nil, celeryState{}, err
+	}
+	cel, err := fetchCelery(ctx, c, queues)
+	return inf, cel, err
 }
 
 // memoryStatus returns "ok", "WARN" (>= 80% of the threshold) or "CRIT"
