@@ -5,9 +5,9 @@ package components
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
@@ -260,11 +260,23 @@ func passwordOrGenerated(ctx *pulumi.Context, name string, given pulumi.StringIn
 	return pulumi.ToSecret(pw.Result).(pulumi.StringOutput), nil
 }
 
-// CeleryURL is the Celery URL of the celery user: redis://celery:<url-encoded password>@redis:<port>/<db>.
+// CeleryURL is the Celery URL of the celery user: redis://celery:<password>@redis:<port>/<db>, with
+// every password character outside A-Z a-z 0-9 - . _ ~ percent-encoded. Go's url.UserPassword leaves
+// sub-delimiters such as ; , & = + $ as they are, which Python's URL parsing (kombu) splits on.
 func CeleryURL(password string, port, db int) string {
-	u := url.URL{Scheme: "redis", User: url.UserPassword(redisconf.CeleryUser, password),
-		Host: RedisAlias + ":" + strconv.Itoa(port), Path: "/" + strconv.Itoa(db)}
-	return u.String()
+	return "redis://" + redisconf.CeleryUser + ":" + escapeAll(password) + "@" + RedisAlias + ":" + strconv.Itoa(port) + "/" + strconv.Itoa(db)
+}
+
+func escapeAll(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 func celeryURL(password pulumi.StringOutput, port, db int) pulumi.StringOutput {

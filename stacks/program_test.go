@@ -304,6 +304,8 @@ func TestConfiguredPasswordWithURLSpecialCharactersIsEncoded(t *testing.T) {
 		assert.Equal(t, "redis", u.Hostname(), "%s never falls back to localhost", key)
 		assert.Equal(t, "/0", u.Path)
 		assert.NotContains(t, env[key], "p@ss:w/rd#", "%s is encoded", key)
+		userinfo := strings.TrimPrefix(strings.SplitN(env[key], "@redis:", 2)[0], "redis://celery:")
+		assert.NotContains(t, userinfo, ";", "%s: sub-delimiters are encoded too (Python splits on them)", key)
 	}
 	acl := uploadsOf(t, get(t, r, declared.ContainerType, "broker-redis"))[redisconf.ACLFile]
 	assert.Contains(t, acl, "#"+redisconf.PasswordHash(pw))
