@@ -88,6 +88,9 @@ func prepareRestore(ctx context.Context, e *env, c *connFlags, o restoreOptions,
 	if o.dataDir == "" {
 		return withCode(ExitUsage, errors.New("--data-dir is required"))
 	}
+	if err := checkDataDir(o.dataDir); err != nil {
+		return err
+	}
 	saved, err := moveAside(o, e.now())
 	if err != nil {
 		return err
@@ -131,6 +134,11 @@ func shutdownServer(ctx context.Context, e *env, c *connFlags, o *restoreOptions
 	if v := cfg["appenddirname"]; v != "" {
 		o.appenddirname = v
 	}
+	// Check before stopping anything: a data dir that is not on this host
+	// (e.g. /data inside a container) must not leave Redis down.
+	if err := checkDataDir(o.dataDir); err != nil {
+		return err
+	}
 	if err := client.ShutdownNoSave(ctx).Err(); err != nil && classify(err) != ExitUnreachable {
 		return fmt.Errorf("SHUTDOWN NOSAVE: %w", err)
 	}
@@ -155,6 +163,17 @@ func ensureStopped(ctx context.Context, e *env, c *connFlags) error {
 		return fmt.Errorf("Redis seems to be running (it answered: %v); stop it first", err)
 	}
 	return nil
+}
+
+// checkDataDir fails unless dir is a directory on this host that we can
+// write to.
+func checkDataDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".redis-ops-probe-*")
+	if err != nil {
+		return fmt.Errorf("redis data dir %q is not writable on this host (run on the Redis host or mount the volume): %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // moveAside moves the current RDB and AOF folder into pre-restore-<time>/ in

@@ -92,6 +92,11 @@ func TestBackupWipeRestoreRoundTripWithAOF(t *testing.T) {
 		t.Fatalf("--server-stopped while running: %v", r)
 	}
 
+	// A data dir that is not on this host: refused before anything stops.
+	if r := cli(t, s.Addr(), nil, "restore", "--shutdown", "--data-dir", "/nonexistent/data", rdb[0]); r.code != ExitError || !strings.Contains(r.stderr, "not writable on this host") || !s.Running() {
+		t.Fatalf("--shutdown with a remote data dir: %v (running %v)", r, s.Running())
+	}
+
 	// Step 1: shut down, move the current data aside, place the backup.
 	r := cli(t, s.Addr(), nil, "restore", "--shutdown", rdb[0])
 	if r.code != ExitOK || !strings.Contains(r.stdout, "--appendonly no") || !strings.Contains(r.stdout, "restore --finish") {

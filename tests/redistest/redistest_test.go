@@ -2,6 +2,7 @@ package redistest_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,32 @@ func TestConfigFileComesFirst(t *testing.T) {
 	got, err := s.Client(t, "", "").ConfigGet(context.Background(), "maxmemory-policy").Result()
 	if err != nil || got["maxmemory-policy"] != "volatile-lru" {
 		t.Fatalf("maxmemory-policy = %v, %v", got, err)
+	}
+}
+
+// recorder captures Skip/Fatal instead of ending the test.
+type recorder struct {
+	testing.TB
+	skipped, fatal string
+}
+
+func (r *recorder) Helper()                   {}
+func (r *recorder) Skip(args ...any)          { r.skipped = fmt.Sprint(args...) }
+func (r *recorder) Fatal(args ...any)         { r.fatal = fmt.Sprint(args...) }
+func (r *recorder) Fatalf(f string, a ...any) { r.fatal = fmt.Sprintf(f, a...) }
+
+func TestRequireWithoutRedisServer(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("EMAILCLIENT_REQUIRE_TIERS", "")
+	r := &recorder{TB: t}
+	redistest.Require(r)
+	if !strings.Contains(r.skipped, "tier redis: redis-server not installed") || r.fatal != "" {
+		t.Errorf("without the tier required: skipped %q fatal %q", r.skipped, r.fatal)
+	}
+	t.Setenv("EMAILCLIENT_REQUIRE_TIERS", "unit,redis,celery")
+	r = &recorder{TB: t}
+	redistest.Require(r)
+	if !strings.Contains(r.fatal, "redis-server not installed") || r.skipped != "" {
+		t.Errorf("with the tier required: skipped %q fatal %q", r.skipped, r.fatal)
 	}
 }
