@@ -33,7 +33,7 @@ const exitCodeHelp = `Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable, 4 auth 
 permission, 5 persistence failing, 6 memory over threshold, 7 evictions seen,
 8 loading, 9 backup verification failed.`
 
-// ExitError carries an exit code with an error.
+// codedError carries an exit code with an error.
 type codedError struct {
 	code int
 	err  error

@@ -159,8 +159,8 @@ func (c *connFlags) stackOptions(ctx context.Context, password string) (*redis.O
 	return o, nil
 }
 
-// connect parses nothing; it resolves options, opens a client and PINGs it.
-// Errors are classified (unreachable, auth, loading).
+// connect resolves the options, opens a client and PINGs it; the error is
+// classified by exitCode (unreachable, auth, loading).
 func (c *connFlags) connect(ctx context.Context, e *env) (*redis.Client, error) {
 	o, err := c.options(ctx, e)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -274,7 +273,7 @@ func enableAOF(ctx context.Context, c *redis.Client, rewritesBefore int64, wait 
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("AOF rewrite not finished after %v (%s)", wait, strings.TrimSpace(inf["aof_rewrite_in_progress"]))
+			return fmt.Errorf("AOF rewrite not finished after %v (aof_rewrite_in_progress:%s)", wait, inf["aof_rewrite_in_progress"])
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
