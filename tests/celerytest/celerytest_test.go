@@ -22,7 +22,7 @@ type broker struct {
 	env      map[string]string
 }
 
-func startBroker(t *testing.T, password string, extraArgs ...string) *broker {
+func startBroker(t testing.TB, password string, extraArgs ...string) *broker {
 	t.Helper()
 	celerytest.Require(t)
 	redistest.Require(t)
@@ -76,7 +76,7 @@ func with(env map[string]string, name, value string) map[string]string {
 }
 
 // assertNoPassword fails when the password, encoded or not, occurs in s.
-func assertNoPassword(t *testing.T, what, s string, b *broker) {
+func assertNoPassword(t testing.TB, what, s string, b *broker) {
 	t.Helper()
 	encoded := strings.TrimPrefix(url.UserPassword("x", b.password).String(), "x:")
 	if strings.Contains(s, b.password) || strings.Contains(s, encoded) {

@@ -174,8 +174,9 @@ def settings_from_env(env=None):
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": dict(transport_options),
-        # Retry result writes while Redis restarts instead of failing the
-        # task with ConnectionError (Celery's default is not to retry).
+        # Retry result reads and writes while Redis restarts instead of
+        # failing the task with ConnectionError (Celery's default is not to
+        # retry; see _backport_redis_backend_retry for Celery < 5.3).
         "result_backend_always_retry": True,
         "result_backend_max_retries": 10,
         "result_backend_base_sleep_between_retries_ms": 100,
@@ -206,7 +207,28 @@ def settings_from_env(env=None):
     }
 
 
+def _backport_redis_backend_retry():
+    """Let result_backend_always_retry cover Redis connection errors.
+
+    Celery < 5.3 never treats a Redis error as safe to retry, so a task that
+    finishes while Redis restarts fails with ConnectionError (its result
+    store first reads the current state, unretried).  Celery 5.3+ already
+    does this; there the patch is skipped.
+    """
+    from celery.backends.base import Backend
+    from celery.backends.redis import RedisBackend
+
+    if RedisBackend.exception_safe_to_retry is not Backend.exception_safe_to_retry:
+        return
+
+    def exception_safe_to_retry(self, exc):
+        return isinstance(exc, self.connection_errors)
+
+    RedisBackend.exception_safe_to_retry = exception_safe_to_retry
+
+
 LOG_LEVEL = _choice(os.environ, "CELERY_LOG_LEVEL", LOG_LEVELS)
+_backport_redis_backend_retry()
 
 app = Celery("emailworker", include=["emailworker.tasks"])
 app.conf.update(settings_from_env())
