@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emailclient/emailclient-infra/stacks"
 )
 
 // Python is the interpreter that has Debian's python3-celery and
@@ -89,22 +91,7 @@ func Require(t testing.TB) {
 
 // RepoRoot returns the directory holding go.mod, found by walking up from the
 // working directory (a test's working directory is its package directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("celerytest: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return stacks.FindRoot() }
 
 // WorkerDir returns the absolute path of deployment/docker/email-worker, the
 // PYTHONPATH entry of the emailworker package.
