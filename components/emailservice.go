@@ -99,9 +99,15 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 		image = built.RepoDigest
 	}
 	b := args.Broker
-	env := pulumi.All(b.BrokerURL, b.ResultBackendURL).ApplyT(func(urls []any) []string {
+	env := pulumi.All(b.BrokerURL, b.ResultBackendURL, b.SentinelPassword).ApplyT(func(v []any) []string {
 		e := args.Celery.CeleryEnv()
-		e["CELERY_BROKER_URL"], e["CELERY_RESULT_BACKEND"] = urls[0].(string), urls[1].(string)
+		e["CELERY_BROKER_URL"], e["CELERY_RESULT_BACKEND"] = v[0].(string), v[1].(string)
+		if b.Topology.Sentinel() {
+			// kombu and the result backend find the primary through the Sentinels by this name, and
+			// need the Sentinels' own password (sentinel_kwargs), or they report "No master found".
+			e["CELERY_SENTINEL_MASTER_NAME"] = b.Topology.MasterName
+			e["CELERY_SENTINEL_PASSWORD"] = v[2].(string)
+		}
 		return envList(e)
 	}).(pulumi.StringArrayOutput)
 	container, err := docker.NewContainer(ctx, name+"-container", &docker.ContainerArgs{
@@ -117,7 +123,7 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 		LogDriver: pulumi.String("json-file"),
 		LogOpts:   logOpts(args.Container.Log),
 	}, parent,
-		pulumi.DependsOn([]pulumi.Resource{b.Container}), // created with wait: true, i.e. healthy
+		pulumi.DependsOn(b.Containers), // created with wait: true, i.e. healthy
 		pulumi.DeleteBeforeReplace(true))
 	if err != nil {
 		return nil, fmt.Errorf("emailservice %q: %w", name, err)

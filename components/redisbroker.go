@@ -47,13 +47,16 @@ type RedisBrokerArgs struct {
 	CeleryPassword pulumi.StringInput
 	// OpsPassword is the ops user's password (ops tools and the healthcheck). Optional, as CeleryPassword.
 	OpsPassword pulumi.StringInput
+	// Topology is standalone (the default when zero) or sentinel; see Topology.
+	Topology Topology
 }
 
 // RedisBroker is a Redis 7 server deployed as a Celery broker and result backend.
 type RedisBroker struct {
 	pulumi.ResourceState
 
-	// Host is the name clients on Network use to reach Redis (the network alias).
+	// Host is the name clients on Network use to reach Redis (the network alias); in sentinel mode the
+	// Sentinels' aliases, comma-separated.
 	Host pulumi.StringOutput `pulumi:"host"`
 	// Port is Redis's port inside the network.
 	Port pulumi.IntOutput `pulumi:"port"`
@@ -69,12 +72,19 @@ type RedisBroker struct {
 	ResultBackendURL pulumi.StringOutput `pulumi:"resultBackendUrl"`
 	// OpsPassword is the ops user's password (secret), for the ops tools.
 	OpsPassword pulumi.StringOutput `pulumi:"opsPassword"`
+	// SentinelPassword is the Sentinels' password (secret); empty in standalone mode.
+	SentinelPassword pulumi.StringOutput `pulumi:"sentinelPassword"`
 
-	// Container is the Redis container; depend on it to start after Redis is healthy.
+	// Topology is the broker's topology (its zero value is standalone).
+	Topology Topology
+	// Container is the (initial primary) Redis container.
 	Container *docker.Container
+	// Containers are all containers of the broker; depend on them to start after they are healthy.
+	Containers []pulumi.Resource
 }
 
-// Validate checks the args; keys are reported with the stack setting names.
+// Validate checks the args (and defaults a zero Topology to standalone); keys are reported with the
+// stack setting names.
 func (a *RedisBrokerArgs) Validate() error {
 	var errs []error
 	if a.BuildContext == "" {
@@ -83,10 +93,25 @@ func (a *RedisBrokerArgs) Validate() error {
 	if a.Database < 0 || a.Database > 15 {
 		errs = append(errs, &redisconf.FieldError{Key: "Database", Value: a.Database, Accepted: "accepted: 0 to 15"})
 	}
+	if a.Topology.Mode == "" {
+		a.Topology = DefaultTopology()
+	}
+	return errors.Join(append(errs, ValidateBroker(a.Config, a.Container, a.Topology))...)
+}
+
+// ValidateBroker checks everything that shapes a broker: the Redis config ("redis."), the container
+// ("container."), the topology ("topology.") and how they fit together.
+func ValidateBroker(cfg redisconf.Config, c RedisContainer, t Topology) error {
+	var errs []error
+	if t.Sentinel() && c.HostPort != 0 {
+		errs = append(errs, &redisconf.FieldError{Key: "container.hostPort", Value: c.HostPort,
+			Accepted: "with topology.mode sentinel clients reach Redis through the Sentinels on the network; accepted: 0"})
+	}
 	return errors.Join(append(errs,
-		a.Config.Validate("redis."),
-		a.Container.Validate("container."),
-		ValidateMemoryHeadroom(a.Config, a.Container, "container."))...)
+		t.Validate("topology."),
+		cfg.Validate("redis."),
+		c.Validate("container."),
+		ValidateMemoryHeadroom(cfg, c, "container."))...)
 }
 
 // NewRedisBroker validates args, then registers the broker and its children, all named from name.
@@ -113,12 +138,14 @@ func NewRedisBroker(ctx *pulumi.Context, name string, args *RedisBrokerArgs, opt
 		"brokerUrl":        b.BrokerURL,
 		"resultBackendUrl": b.ResultBackendURL,
 		"opsPassword":      b.OpsPassword,
+		"sentinelPassword": b.SentinelPassword,
 	})
 }
 
 func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerArgs) error {
-	c := args.Container
+	c, t := args.Container, args.Topology
 	parent := pulumi.Parent(b)
+	b.Topology = t
 	celeryPw, err := passwordOrGenerated(ctx, name+"-celery-password", args.CeleryPassword, parent)
 	if err != nil {
 		return err
@@ -147,17 +174,162 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 	if err != nil {
 		return err
 	}
-	volumes, err := b.volumes(ctx, name, c, parent)
+	env := &nodeEnv{args: args, image: image.RepoDigest, network: network.Name, parent: parent}
+	b.Image = image.RepoDigest
+	b.Network = network.Name
+	b.Port = pulumi.Int(args.Config.Port).ToIntOutput()
+	b.OpsPassword = opsPw
+	if !t.Sentinel() {
+		uploads := pulumi.All(celeryPw, opsPw).ApplyT(func(pws []any) []docker.ContainerUpload {
+			return RuntimeFiles(args.Config, pws[0].(string), pws[1].(string))
+		}).(docker.ContainerUploadArrayOutput)
+		container, err := env.node(ctx, node{
+			resource: name + "-redis", runVolume: name + "-run", dataVolume: name + "-data",
+			container: c.Name, alias: RedisAlias, volume: c.Volume, hostPath: c.DataHostPath,
+			command: []string{redisconf.ConfigFile}, uploads: uploads, ports: ports(args.Config.Port, c),
+		})
+		if err != nil {
+			return err
+		}
+		b.Container, b.Containers = container, []pulumi.Resource{container}
+		b.Host = pulumi.String(RedisAlias).ToStringOutput()
+		b.ContainerName = container.Name
+		b.BrokerURL = celeryURL(celeryPw, args.Config.Port, args.Database)
+		b.ResultBackendURL = b.BrokerURL
+		b.SentinelPassword = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
+		return nil
+	}
+	return b.buildSentinel(ctx, name, env, celeryPw, opsPw)
+}
+
+// buildSentinel declares the data nodes (node 0 is the initial primary) and the Sentinels.
+func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeEnv, celeryPw, opsPw pulumi.StringOutput) error {
+	args := env.args
+	c, t := args.Container, args.Topology
+	sentinelPw, err := passwordOrGenerated(ctx, name+"-sentinel-password", nil, env.parent)
 	if err != nil {
 		return err
 	}
-	uploads := pulumi.All(celeryPw, opsPw).ApplyT(func(pws []any) []docker.ContainerUpload {
-		return RuntimeFiles(args.Config, pws[0].(string), pws[1].(string))
-	}).(docker.ContainerUploadArrayOutput)
-	container, err := docker.NewContainer(ctx, name+"-redis", &docker.ContainerArgs{
-		Name:    pulumi.String(c.Name),
-		Image:   image.RepoDigest,
-		Command: pulumi.StringArray{pulumi.String(redisconf.ConfigFile)},
+	primary := NodeAlias(0)
+	for i := 0; i <= t.Replicas; i++ {
+		n := redisconf.Node{Announce: NodeAlias(i), MinReplicasToWrite: t.MinReplicasToWrite, MinReplicasMaxLag: t.MinReplicasMaxLag}
+		if i > 0 {
+			n.ReplicaOf = primary
+		}
+		uploads := pulumi.All(celeryPw, opsPw).ApplyT(func(pws []any) []docker.ContainerUpload {
+			files := RuntimeFiles(args.Config, pws[0].(string), pws[1].(string))
+			files[0] = upload(redisconf.ConfigFile, args.Config.RenderNode(n))
+			return append(files, upload(redisconf.SecretsFile, redisconf.SecretsConf(pws[1].(string))))
+		}).(docker.ContainerUploadArrayOutput)
+		hostPath := ""
+		if c.DataHostPath != "" {
+			hostPath = fmt.Sprintf("%s/%d", c.DataHostPath, i)
+		}
+		suffix := fmt.Sprintf("-%d", i)
+		container, err := env.node(ctx, node{
+			resource: name + "-redis" + suffix, runVolume: name + "-run" + suffix, dataVolume: name + "-data" + suffix,
+			container: c.Name + suffix, alias: NodeAlias(i), volume: c.Volume + suffix, hostPath: hostPath,
+			command: []string{redisconf.ConfigFile}, uploads: uploads,
+		})
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			b.Container, b.ContainerName = container, container.Name
+		}
+		b.Containers = append(b.Containers, container)
+	}
+	var hosts []string
+	for j := 1; j <= t.Sentinels; j++ {
+		cfg := redisconf.Sentinel{Announce: SentinelAlias(j), MasterName: t.MasterName, Primary: primary, Port: args.Config.Port,
+			Quorum: t.Quorum, DownAfterMilliseconds: t.DownAfterMilliseconds, FailoverTimeoutMilliseconds: t.FailoverTimeoutMilliseconds}
+		uploads := pulumi.All(opsPw, sentinelPw).ApplyT(func(pws []any) []docker.ContainerUpload {
+			return []docker.ContainerUpload{
+				upload(redisconf.SentinelConfigFile, cfg.Render(pws[0].(string), pws[1].(string))),
+				upload(redisconf.SentinelPasswordFile, pws[1].(string)),
+			}
+		}).(docker.ContainerUploadArrayOutput)
+		suffix := fmt.Sprintf("-sentinel-%d", j)
+		container, err := env.node(ctx, node{
+			resource: name + suffix, runVolume: name + suffix + "-run", dataVolume: name + suffix + "-data",
+			container: c.Name + suffix, alias: SentinelAlias(j), volume: c.Volume + suffix,
+			command: []string{"sentinel"}, uploads: uploads, dependsOn: b.Containers,
+		})
+		if err != nil {
+			return err
+		}
+		b.Containers = append(b.Containers, container)
+		hosts = append(hosts, SentinelAlias(j))
+	}
+	b.Host = pulumi.String(strings.Join(hosts, ",")).ToStringOutput()
+	b.BrokerURL = pulumi.ToSecret(celeryPw.ApplyT(func(pw string) string {
+		return SentinelURLs(pw, t.Sentinels, args.Database)
+	})).(pulumi.StringOutput)
+	b.ResultBackendURL = b.BrokerURL
+	b.SentinelPassword = sentinelPw
+	return nil
+}
+
+// NodeAlias is the network alias of data node i of a sentinel topology (redis-0 is the initial primary).
+func NodeAlias(i int) string { return fmt.Sprintf("%s-%d", RedisAlias, i) }
+
+// SentinelAlias is the network alias of Sentinel j (from 1).
+func SentinelAlias(j int) string { return fmt.Sprintf("sentinel-%d", j) }
+
+// SentinelURLs is the Celery URL of a sentinel topology: one sentinel:// URL per Sentinel, joined by
+// ";" (kombu's syntax); the credentials are the celery user's, used for the primary it finds.
+func SentinelURLs(password string, sentinels, db int) string {
+	urls := make([]string, sentinels)
+	for j := range urls {
+		urls[j] = fmt.Sprintf("sentinel://%s:%s@%s:%d/%d", redisconf.CeleryUser, escapeAll(password), SentinelAlias(j+1), redisconf.SentinelPort, db)
+	}
+	return strings.Join(urls, ";")
+}
+
+// nodeEnv is what every container of the broker shares.
+type nodeEnv struct {
+	args    *RedisBrokerArgs
+	image   pulumi.StringOutput
+	network pulumi.StringOutput
+	parent  pulumi.ResourceOption
+}
+
+// node is one container of the broker: a data node or a Sentinel.
+type node struct {
+	resource, runVolume, dataVolume string // resource names
+	container, alias                string // container name and network alias
+	volume, hostPath                string // data volume name, or host path when set
+	command                         []string
+	uploads                         docker.ContainerUploadArrayOutput
+	ports                           docker.ContainerPortArray
+	dependsOn                       []pulumi.Resource
+}
+
+// node declares one hardened Redis container with its runtime volume (the uploads) and its data
+// volume (or host path).
+func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
+	c := e.args.Container
+	run, err := docker.NewVolume(ctx, n.runVolume, &docker.VolumeArgs{Name: pulumi.String(n.container + "-run")},
+		e.parent, pulumi.DeleteBeforeReplace(true))
+	if err != nil {
+		return nil, err
+	}
+	volumes := docker.ContainerVolumeArray{nil, &docker.ContainerVolumeArgs{VolumeName: run.Name, ContainerPath: pulumi.String(redisconf.RunDir)}}
+	if n.hostPath != "" {
+		volumes[0] = &docker.ContainerVolumeArgs{HostPath: pulumi.String(n.hostPath), ContainerPath: pulumi.String(redisconf.DataDir)}
+	} else {
+		// The data volume outlives the stack: `pulumi destroy` must never take queued tasks with it.
+		data, err := docker.NewVolume(ctx, n.dataVolume, &docker.VolumeArgs{Name: pulumi.String(n.volume)},
+			e.parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true))
+		if err != nil {
+			return nil, err
+		}
+		volumes[0] = &docker.ContainerVolumeArgs{VolumeName: data.Name, ContainerPath: pulumi.String(redisconf.DataDir)}
+	}
+	return docker.NewContainer(ctx, n.resource, &docker.ContainerArgs{
+		Name:    pulumi.String(n.container),
+		Image:   e.image,
+		Command: pulumi.ToStringArray(n.command),
 		User:    pulumi.String("redis"),
 		Restart: pulumi.String(c.Restart),
 		// Hardening: read-only root, writable /data and /run/redis volumes and a small /tmp, no
@@ -171,12 +343,12 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 		LogOpts:      logOpts(c.Log),
 		Volumes:      volumes,
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{&docker.ContainerNetworksAdvancedArgs{
-			Name:    network.Name,
-			Aliases: pulumi.StringArray{pulumi.String(RedisAlias)},
+			Name:    e.network,
+			Aliases: pulumi.StringArray{pulumi.String(n.alias)},
 		}},
-		Ports: ports(args.Config.Port, c),
-		// The uploads hold the ACL hashes and the healthcheck's password: the whole array is secret.
-		Uploads:     pulumi.ToSecret(uploads).(docker.ContainerUploadArrayOutput),
+		Ports: n.ports,
+		// The uploads hold passwords or their hashes: the whole array is secret.
+		Uploads:     pulumi.ToSecret(n.uploads).(docker.ContainerUploadArrayOutput),
 		Wait:        pulumi.Bool(true),
 		WaitTimeout: pulumi.Int(waitTimeoutSeconds),
 		// Limits (0 = none): memory without swap, so that maxmemory plus fork headroom is the real bound.
@@ -185,64 +357,27 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 		MemoryReservation: pulumi.Int(megabytes(c.MemoryReservation)),
 		Cpus:              optionalString(c.CPUs),
 		CpuShares:         pulumi.Int(c.CPUShares),
-	}, parent,
+	}, e.parent,
+		pulumi.DependsOn(n.dependsOn),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
 		pulumi.ReplaceOnChanges([]string{"healthcheck"}),
 		pulumi.AdditionalSecretOutputs([]string{"uploads"}))
-	if err != nil {
-		return err
-	}
-	b.Container = container
-	b.Host = pulumi.String(RedisAlias).ToStringOutput()
-	b.Port = pulumi.Int(args.Config.Port).ToIntOutput()
-	b.Network = network.Name
-	b.ContainerName = container.Name
-	b.Image = image.RepoDigest
-	url := celeryURL(celeryPw, args.Config.Port, args.Database)
-	b.BrokerURL = url
-	b.ResultBackendURL = url
-	b.OpsPassword = opsPw
-	return nil
-}
-
-// volumes declares the data volume (or the host path) at /data and the runtime volume at /run/redis.
-func (b *RedisBroker) volumes(ctx *pulumi.Context, name string, c RedisContainer, parent pulumi.ResourceOption) (docker.ContainerVolumeArray, error) {
-	run, err := docker.NewVolume(ctx, name+"-run", &docker.VolumeArgs{Name: pulumi.String(c.Name + "-run")},
-		parent, pulumi.DeleteBeforeReplace(true))
-	if err != nil {
-		return nil, err
-	}
-	runMount := &docker.ContainerVolumeArgs{VolumeName: run.Name, ContainerPath: pulumi.String(redisconf.RunDir)}
-	if c.DataHostPath != "" {
-		return docker.ContainerVolumeArray{
-			&docker.ContainerVolumeArgs{HostPath: pulumi.String(c.DataHostPath), ContainerPath: pulumi.String(redisconf.DataDir)},
-			runMount,
-		}, nil
-	}
-	// The data volume outlives the stack: `pulumi destroy` must never take queued tasks with it.
-	data, err := docker.NewVolume(ctx, name+"-data", &docker.VolumeArgs{Name: pulumi.String(c.Volume)},
-		parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true))
-	if err != nil {
-		return nil, err
-	}
-	return docker.ContainerVolumeArray{
-		&docker.ContainerVolumeArgs{VolumeName: data.Name, ContainerPath: pulumi.String(redisconf.DataDir)},
-		runMount,
-	}, nil
 }
 
 // RuntimeFiles are the files uploaded into /run/redis at container creation: the rendered
 // redis.conf, the ACL file (SHA-256 hashes only) and the healthcheck's password file. The directory
 // is private to the redis user (mode 0700 in the image), so the files are world-readable in it.
 func RuntimeFiles(cfg redisconf.Config, celeryPassword, opsPassword string) []docker.ContainerUpload {
-	file := func(path, content string) docker.ContainerUpload {
-		return docker.ContainerUpload{File: path, Content: &content, Permissions: pulumi.StringRef("0444")}
-	}
 	return []docker.ContainerUpload{
-		file(redisconf.ConfigFile, cfg.Render()),
-		file(redisconf.ACLFile, redisconf.ACLFileContent(celeryPassword, opsPassword)),
-		file(redisconf.OpsPasswordFile, opsPassword),
+		upload(redisconf.ConfigFile, cfg.Render()),
+		upload(redisconf.ACLFile, redisconf.ACLFileContent(celeryPassword, opsPassword)),
+		upload(redisconf.OpsPasswordFile, opsPassword),
 	}
+}
+
+// upload is one uploaded file, readable by the redis user in its private /run/redis.
+func upload(path, content string) docker.ContainerUpload {
+	return docker.ContainerUpload{File: path, Content: &content, Permissions: pulumi.StringRef("0444")}
 }
 
 // passwordOrGenerated returns the given password, or a generated one, always as a secret.

@@ -110,3 +110,39 @@ type EmailServiceContainer struct {
 	// Log is the container's log rotation; defaults as for Redis.
 	Log LogRotation `json:"log"`
 }
+
+// Topology is the shape of a RedisBroker.
+type Topology struct {
+	// Mode is standalone (one Redis, the default) or sentinel (a primary, Replicas replicas and
+	// Sentinels Sentinels; Celery follows failovers through the Sentinels).
+	Mode string `json:"mode"`
+	// Replicas is the number of replicas in sentinel mode. Defaults to 2; 1-5.
+	Replicas int `json:"replicas"`
+	// Sentinels is the number of Sentinels. Defaults to 3; 3-7 (fewer cannot outvote a partition).
+	Sentinels int `json:"sentinels"`
+	// Quorum is how many Sentinels must agree the primary is down. Defaults to 2; 1 to Sentinels.
+	Quorum int `json:"quorum"`
+	// MasterName is the name Celery asks the Sentinels for. Defaults to emailclient.
+	MasterName string `json:"masterName"`
+	// DownAfterMilliseconds is how long the primary must be unreachable before a failover. Defaults
+	// to 5000; 1000-600000.
+	DownAfterMilliseconds int `json:"downAfterMilliseconds"`
+	// FailoverTimeoutMilliseconds bounds one failover. Defaults to 60000; 10000-3600000.
+	FailoverTimeoutMilliseconds int `json:"failoverTimeoutMilliseconds"`
+	// MinReplicasToWrite makes the primary refuse writes (loudly) unless this many replicas are in
+	// sync; replication is asynchronous, so this bounds what a failover can lose. Defaults to 1;
+	// 0 to Replicas.
+	MinReplicasToWrite int `json:"minReplicasToWrite"`
+	// MinReplicasMaxLag is the replica lag, in seconds, that still counts as in sync. Defaults to 10; 1-60.
+	MinReplicasMaxLag int `json:"minReplicasMaxLag"`
+}
+
+// DefaultTopology is a standalone broker; its sentinel fields are the defaults used when Mode is
+// switched to sentinel.
+func DefaultTopology() Topology {
+	return Topology{Mode: "standalone", Replicas: 2, Sentinels: 3, Quorum: 2, MasterName: "emailclient",
+		DownAfterMilliseconds: 5000, FailoverTimeoutMilliseconds: 60000, MinReplicasToWrite: 1, MinReplicasMaxLag: 10}
+}
+
+// Sentinel reports whether the topology is a sentinel one.
+func (t Topology) Sentinel() bool { return t.Mode == "sentinel" }

@@ -193,3 +193,25 @@ func megabytes(size string) int {
 	}
 	return int((n + (1 << 20) - 1) >> 20)
 }
+
+// Validate checks the topology; keys are prefixed with prefix (e.g. "topology.").
+func (t Topology) Validate(prefix string) error {
+	v := &validator{prefix: prefix}
+	v.oneOf("mode", t.Mode, []string{"standalone", "sentinel"})
+	if !t.Sentinel() {
+		return errors.Join(v.errs...)
+	}
+	v.between("replicas", t.Replicas, 1, 5)
+	v.between("sentinels", t.Sentinels, 3, 7)
+	if t.Quorum < 1 || t.Quorum > t.Sentinels {
+		v.fail("quorum", t.Quorum, fmt.Sprintf("accepted: 1 to topology.sentinels (%d); a majority (%d) is recommended", t.Sentinels, t.Sentinels/2+1))
+	}
+	v.match("masterName", t.MasterName, dockerNameRe, "accepted: letters, digits, _ . - (128 at most), starting with a letter or digit")
+	v.between("downAfterMilliseconds", t.DownAfterMilliseconds, 1000, 600000)
+	v.between("failoverTimeoutMilliseconds", t.FailoverTimeoutMilliseconds, 10000, 3600000)
+	if t.MinReplicasToWrite < 0 || t.MinReplicasToWrite > t.Replicas {
+		v.fail("minReplicasToWrite", t.MinReplicasToWrite, fmt.Sprintf("accepted: 0 to topology.replicas (%d)", t.Replicas))
+	}
+	v.between("minReplicasMaxLag", t.MinReplicasMaxLag, 1, 60)
+	return errors.Join(v.errs...)
+}

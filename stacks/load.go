@@ -16,6 +16,7 @@ const (
 	KeyProfile      = "profile"
 	KeyRedis        = "redis"
 	KeyContainer    = "container"
+	KeyTopology     = "topology"
 	KeyCelery       = "celery"
 	KeyEmailService = "emailService"
 	KeyPassword     = "password"
@@ -23,7 +24,7 @@ const (
 )
 
 // Keys lists every config key the program reads.
-var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword}
+var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword}
 
 // Source gives raw config values: objects arrive as JSON, as Pulumi passes them to programs.
 type Source interface {
@@ -86,7 +87,7 @@ func Load(stack string, src Source) (Settings, error) {
 		return Settings{}, fmt.Errorf("%s: %q is not accepted; accepted: %s (set %s:profile for stacks with other names)", key, profile, strings.Join(Profiles, ", "), Project)
 	}
 	var errs []error
-	for key, target := range map[string]any{KeyRedis: &s.Redis, KeyContainer: &s.Container, KeyCelery: &s.Celery, KeyEmailService: &s.EmailService} {
+	for key, target := range map[string]any{KeyRedis: &s.Redis, KeyContainer: &s.Container, KeyTopology: &s.Topology, KeyCelery: &s.Celery, KeyEmailService: &s.EmailService} {
 		if err := decodeObject(src, key, target); err != nil {
 			errs = append(errs, err)
 		}

@@ -40,6 +40,10 @@ func Program(ctx *pulumi.Context) error {
 	ctx.Export("celeryBrokerUrl", b.BrokerURL)
 	ctx.Export("celeryResultBackend", b.ResultBackendURL)
 	ctx.Export("opsPassword", b.OpsPassword)
+	if b.Topology.Sentinel() {
+		ctx.Export("sentinelPassword", b.SentinelPassword)
+		ctx.Export("sentinelMasterName", pulumi.String(b.Topology.MasterName))
+	}
 	if d.EmailService != nil {
 		ctx.Export("emailServiceContainer", d.EmailService.ContainerName)
 	}
@@ -64,6 +68,7 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 		BuildContext:   filepath.Join(root, RedisBuildContext),
 		CeleryPassword: secretOrNil(s.Password),
 		OpsPassword:    secretOrNil(s.OpsPassword),
+		Topology:       s.Topology,
 	})
 	if err != nil {
 		return nil, err

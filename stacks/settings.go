@@ -23,6 +23,8 @@ type Settings struct {
 	Redis redisconf.Config `json:"redis"`
 	// Container is the Redis container, its image, network, storage and limits.
 	Container components.RedisContainer `json:"container"`
+	// Topology is standalone (default) or sentinel.
+	Topology components.Topology `json:"topology"`
 	// Celery are the Celery settings wired into the email-service.
 	Celery components.Celery `json:"celery"`
 	// EmailService is the email-service container.
@@ -52,6 +54,7 @@ func Defaults(profile string) (Settings, bool) {
 			Healthcheck: components.Healthcheck{Interval: "30s", Timeout: "10s", Retries: 3, StartPeriod: "5s"},
 			Log:         components.LogRotation{MaxSize: "10m", MaxFile: 3},
 		},
+		Topology: components.DefaultTopology(),
 		Celery: components.Celery{
 			Database:           0,
 			TaskSerializer:     "json",

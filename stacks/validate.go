@@ -23,9 +23,7 @@ func MinPasswordLength(profile string) int {
 // what is accepted. It runs before any resource is registered.
 func (s Settings) Validate() error {
 	errs := []error{
-		s.Redis.Validate(KeyRedis + "."),
-		s.Container.Validate(KeyContainer + "."),
-		components.ValidateMemoryHeadroom(s.Redis, s.Container, KeyContainer+"."),
+		components.ValidateBroker(s.Redis, s.Container, s.Topology),
 		s.Celery.Validate(KeyCelery + "."),
 		s.EmailService.Validate(KeyEmailService + "."),
 		checkPassword(KeyPassword, s.Password, s.Profile),

@@ -60,6 +60,12 @@ var badSettings = []struct {
 	{"short prod password", "prod", nil, map[string]string{"password": "short-but-secret-123"}, "password", "at least 32"},
 	{"password with newline", "dev", nil, map[string]string{"opsPassword": "0123456789abcdef\nrequirepass x"}, "opsPassword", "no spaces, newlines"},
 	{"profile unknown", "staging", nil, nil, "profile", "dev, prod"},
+	{"topology mode", "dev", map[string]string{"topology": `{"mode":"cluster"}`}, nil, "topology.mode", "standalone, sentinel"},
+	{"quorum above sentinels", "prod", map[string]string{"topology": `{"mode":"sentinel","quorum":4}`}, nil, "topology.quorum", "1 to topology.sentinels"},
+	{"too few sentinels", "prod", map[string]string{"topology": `{"mode":"sentinel","sentinels":2,"quorum":1}`}, nil, "topology.sentinels", "3 to 7"},
+	{"no replica", "prod", map[string]string{"topology": `{"mode":"sentinel","replicas":0,"minReplicasToWrite":0}`}, nil, "topology.replicas", "1 to 5"},
+	{"min replicas above replicas", "prod", map[string]string{"topology": `{"mode":"sentinel","minReplicasToWrite":3}`}, nil, "topology.minReplicasToWrite", "0 to topology.replicas"},
+	{"sentinel with host port", "dev", map[string]string{"topology": `{"mode":"sentinel"}`}, nil, "container.hostPort", "through the Sentinels"},
 	{"object not an object", "dev", map[string]string{"celery": `[1,2]`}, nil, "celery", "object"},
 }
 

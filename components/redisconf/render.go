@@ -70,11 +70,13 @@ func yesNo(b bool) string {
 }
 
 // Render returns the redis.conf text the container runs: a header, then one line per directive.
-func (c Config) Render() string {
+func (c Config) Render() string { return renderDirectives(c.Directives()) }
+
+func renderDirectives(directives []Directive) string {
 	var b strings.Builder
 	b.WriteString("# redis.conf rendered by emailclient-infra from the stack settings; do not edit.\n")
 	b.WriteString("# Print it with: go run ./deployment/cmd/redis-config --stack <dev|prod>\n")
-	for _, d := range c.Directives() {
+	for _, d := range directives {
 		b.WriteString(d.Name)
 		for _, a := range d.Args {
 			b.WriteByte(' ')

@@ -1,0 +1,128 @@
+package redisconf
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Files of the sentinel topology, next to the standalone ones in RunDir.
+const (
+	// SecretsFile is included by every data node's redis.conf: masterauth for replication. It is the only
+	// config file of a data node that holds a plain-text password (Redis needs it in plain text to
+	// authenticate to its primary), private to the redis user like the rest of RunDir.
+	SecretsFile = RunDir + "/secrets.conf"
+	// SentinelConfigFile is the uploaded sentinel.conf. Sentinel must rewrite its config, so the
+	// entrypoint copies it to SentinelStateFile on the sentinel's own data volume.
+	SentinelConfigFile = RunDir + "/sentinel.conf"
+	// SentinelStateFile is the writable copy Sentinel runs with (mode 0600).
+	SentinelStateFile = DataDir + "/sentinel.conf"
+	// SentinelPasswordFile holds the Sentinels' password for the sentinel healthcheck.
+	SentinelPasswordFile = RunDir + "/sentinel.password"
+	// SentinelPort is the port every Sentinel listens on.
+	SentinelPort = 26379
+)
+
+// Node is one data node of a sentinel topology.
+type Node struct {
+	// Announce is the node's network alias, announced to the Sentinels and replicas.
+	Announce string
+	// ReplicaOf is the primary's alias; empty for the initial primary.
+	ReplicaOf string
+	// MinReplicasToWrite makes the primary refuse writes (loudly) unless this many replicas are
+	// connected with a lag of at most MinReplicasMaxLag seconds; it bounds what a failover can lose.
+	MinReplicasToWrite int
+	// MinReplicasMaxLag is the lag bound in seconds.
+	MinReplicasMaxLag int
+}
+
+// NodeDirectives are the directives of a data node: the standalone configuration plus replication.
+// Every node can become a replica after a failover, so every node authenticates to its primary.
+func (c Config) NodeDirectives(n Node) []Directive {
+	d := func(name string, args ...string) Directive { return Directive{Name: name, Args: args} }
+	out := append(c.Directives(),
+		d("replica-announce-ip", n.Announce),
+		d("masteruser", OpsUser),
+		d("include", SecretsFile),
+		d("replica-read-only", "yes"),
+		d("replica-serve-stale-data", "yes"),
+		d("repl-diskless-sync", "yes"),
+		d("min-replicas-to-write", strconv.Itoa(n.MinReplicasToWrite)),
+		d("min-replicas-max-lag", strconv.Itoa(n.MinReplicasMaxLag)),
+	)
+	if n.ReplicaOf != "" {
+		out = append(out, d("replicaof", n.ReplicaOf, strconv.Itoa(c.Port)))
+	}
+	return out
+}
+
+// RenderNode returns the redis.conf of a data node of a sentinel topology.
+func (c Config) RenderNode(n Node) string { return renderDirectives(c.NodeDirectives(n)) }
+
+// SecretsConf renders SecretsFile for a data node.
+func SecretsConf(opsPassword string) string {
+	return "masterauth " + confQuote(opsPassword) + "\n"
+}
+
+// Sentinel is the configuration of one Sentinel.
+type Sentinel struct {
+	// Announce is the Sentinel's network alias.
+	Announce string
+	// MasterName is the name Celery asks the Sentinels for.
+	MasterName string
+	// Primary is the initial primary's alias; Port its port.
+	Primary string
+	Port    int
+	// Quorum is the number of Sentinels that must agree the primary is down.
+	Quorum int
+	// DownAfterMilliseconds is how long the primary must be unreachable to be considered down.
+	DownAfterMilliseconds int
+	// FailoverTimeoutMilliseconds bounds a failover.
+	FailoverTimeoutMilliseconds int
+}
+
+// Render returns sentinel.conf. It holds the ops password (to reach the data nodes) and the Sentinels'
+// own password in plain text, as Sentinel requires: it is uploaded as a secret and copied to a 0600 file.
+func (s Sentinel) Render(opsPassword, sentinelPassword string) string {
+	m := s.MasterName
+	lines := []string{
+		"# sentinel.conf rendered by emailclient-infra; Sentinel rewrites its copy in " + SentinelStateFile + ".",
+		"port " + strconv.Itoa(SentinelPort),
+		"bind * -::*",
+		"daemonize no",
+		`logfile ""`,
+		"dir " + DataDir,
+		"requirepass " + confQuote(sentinelPassword),
+		"sentinel sentinel-pass " + confQuote(sentinelPassword),
+		"sentinel resolve-hostnames yes",
+		"sentinel announce-hostnames yes",
+		"sentinel announce-ip " + s.Announce,
+		fmt.Sprintf("sentinel monitor %s %s %d %d", m, s.Primary, s.Port, s.Quorum),
+		fmt.Sprintf("sentinel auth-user %s %s", m, OpsUser),
+		fmt.Sprintf("sentinel auth-pass %s %s", m, confQuote(opsPassword)),
+		fmt.Sprintf("sentinel down-after-milliseconds %s %d", m, s.DownAfterMilliseconds),
+		fmt.Sprintf("sentinel failover-timeout %s %d", m, s.FailoverTimeoutMilliseconds),
+		fmt.Sprintf("sentinel parallel-syncs %s 1", m),
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// confQuote quotes a value for redis.conf: double quotes, with backslash, quote and every byte outside
+// printable ASCII escaped, so no value can end the line or the string early.
+func confQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, c := range []byte(s) {
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c > 0x7e:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

@@ -1,0 +1,81 @@
+package stacks_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/emailclient/emailclient-infra/components"
+	"github.com/emailclient/emailclient-infra/components/redisconf"
+	"github.com/emailclient/emailclient-infra/tests/declared"
+)
+
+var sentinelProd = declared.Options{Config: map[string]string{"topology": `{"mode":"sentinel"}`}}
+
+func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
+	r := run(t, "prod", sentinelProd)
+	containers := r.ByType(declared.ContainerType)
+	require.Len(t, containers, 3+3+1, "a primary, 2 replicas, 3 Sentinels and the email-service")
+	opsPw := declared.MockPassword("broker-ops-password")
+	sentinelPw := declared.MockPassword("broker-sentinel-password")
+	for i := 0; i <= 2; i++ {
+		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-redis-%d", i))
+		assert.Equal(t, fmt.Sprintf("emailclient-redis-%d", i), c["name"].StringValue())
+		assert.Equal(t, []string{components.NodeAlias(i)}, strs(c["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]))
+		assert.Equal(t, []string{redisconf.ConfigFile}, strs(c["command"]))
+		assert.Equal(t, fmt.Sprintf("/srv/emailclient/redis/%d", i), c["volumes"].ArrayValue()[0].ObjectValue()["hostPath"].StringValue(), "each node its own data")
+		assert.True(t, c["readOnly"].BoolValue())
+		assert.Equal(t, float64(2048), c["memory"].NumberValue())
+		up := uploadsOf(t, c)
+		conf := up[redisconf.ConfigFile]
+		assert.Contains(t, conf, "\nreplica-announce-ip "+components.NodeAlias(i)+"\n")
+		assert.Contains(t, conf, "\nmasteruser ops\n")
+		assert.Contains(t, conf, "\ninclude "+redisconf.SecretsFile+"\n")
+		assert.Contains(t, conf, "\nmin-replicas-to-write 1\n")
+		assert.NotContains(t, conf, opsPw, "the password is only in secrets.conf")
+		assert.Equal(t, "masterauth \""+opsPw+"\"\n", up[redisconf.SecretsFile])
+		if i == 0 {
+			assert.NotContains(t, conf, "replicaof")
+		} else {
+			assert.Contains(t, conf, "\nreplicaof redis-0 6379\n")
+		}
+	}
+	for j := 1; j <= 3; j++ {
+		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-sentinel-%d", j))
+		assert.Equal(t, []string{"sentinel"}, strs(c["command"]))
+		assert.Equal(t, []string{components.SentinelAlias(j)}, strs(c["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]))
+		up := uploadsOf(t, c)
+		conf := up[redisconf.SentinelConfigFile]
+		assert.Contains(t, conf, "\nsentinel monitor emailclient redis-0 6379 2\n")
+		assert.Contains(t, conf, "\nsentinel announce-ip "+components.SentinelAlias(j)+"\n")
+		assert.Contains(t, conf, "\nsentinel resolve-hostnames yes\n")
+		assert.Contains(t, conf, "\nsentinel auth-user emailclient ops\n")
+		assert.Contains(t, conf, "\nrequirepass \""+sentinelPw+"\"\n", "Sentinels are authenticated")
+		assert.Equal(t, sentinelPw, up[redisconf.SentinelPasswordFile])
+		deps := resOf(t, r, fmt.Sprintf("broker-sentinel-%d", j)).DependsOn
+		assert.Contains(t, deps, "broker-redis-0", "Sentinels start after the data nodes are healthy")
+	}
+	env := envMap(t, get(t, r, declared.ContainerType, "email-service-container"))
+	celeryPw := declared.MockPassword("broker-celery-password")
+	urls := strings.Split(env["CELERY_BROKER_URL"], ";")
+	require.Len(t, urls, 3)
+	for j, u := range urls {
+		assert.Equal(t, fmt.Sprintf("sentinel://celery:%s@sentinel-%d:26379/0", celeryPw, j+1), u)
+	}
+	assert.Equal(t, env["CELERY_BROKER_URL"], env["CELERY_RESULT_BACKEND"])
+	assert.Equal(t, "emailclient", env["CELERY_SENTINEL_MASTER_NAME"])
+	assert.Equal(t, sentinelPw, env["CELERY_SENTINEL_PASSWORD"])
+	deps := resOf(t, r, "email-service-container").DependsOn
+	for _, want := range []string{"broker-redis-0", "broker-redis-2", "broker-sentinel-3"} {
+		assert.Contains(t, deps, want)
+	}
+}
+
+func TestStandaloneHasNoSentinelSettings(t *testing.T) {
+	env := envMap(t, get(t, run(t, "dev", declared.Options{}), declared.ContainerType, "email-service-container"))
+	_, ok := env["CELERY_SENTINEL_MASTER_NAME"]
+	assert.False(t, ok)
+}
