@@ -91,14 +91,20 @@ backups in DIR older than --retention.`)
 		return err
 	}
 	fmt.Fprintf(e.stdout, "backup %s size=%s keys=%d sha256=%s checked-by=%s\n", path, humanBytes(m.Size), m.Keys, m.SHA256, m.RDB.Checker)
-	if o.retention <= 0 {
-		return nil
-	}
-	deleted, err := prune(o.dir, o.retention, e.now(), path)
+	deleted, err := applyRetention(o, e.now(), path)
 	for _, d := range deleted {
 		fmt.Fprintf(e.stdout, "retention: deleted %s (older than %v)\n", d, o.retention)
 	}
 	return err
+}
+
+// applyRetention deletes the backups older than o.retention (none when it is
+// 0), never keep.
+func applyRetention(o backupOptions, now time.Time, keep string) ([]string, error) {
+	if o.retention <= 0 {
+		return nil, nil
+	}
+	return prune(o.dir, o.retention, now, keep)
 }
 
 // backup performs one backup and returns the RDB path and its manifest.

@@ -83,15 +83,18 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"health":  {"one-line health check with cron-friendly exit codes", runHealth},
-		"monitor": {"live dashboard (memory, clients, ops/s, persistence, Celery queues)", runMonitor},
-		"slowlog": {"show the slow log", runSlowlog},
-		"stats":   {"command statistics, most used first", runStats},
-		"analyze": {"keys and memory by type, largest keys, TTLs, Celery queues (SCAN, never KEYS)", runAnalyze},
-		"backup":  {"BGSAVE, copy and verify the RDB, write checksums and a manifest, apply retention", runBackup},
-		"list":    {"list backups with time, size, keys and verification status", runList},
-		"verify":  {"re-check a backup against its manifest and the RDB format", runVerify},
-		"restore": {"AOF-aware restore of a verified backup (two steps; see --help)", runRestore},
+		"health":   {"one-line health check with cron-friendly exit codes", runHealth},
+		"monitor":  {"live dashboard (memory, clients, ops/s, persistence, Celery queues)", runMonitor},
+		"slowlog":  {"show the slow log", runSlowlog},
+		"stats":    {"command statistics, most used first", runStats},
+		"analyze":  {"keys and memory by type, largest keys, TTLs, Celery queues (SCAN, never KEYS)", runAnalyze},
+		"backup":   {"BGSAVE, copy and verify the RDB, write checksums and a manifest, apply retention", runBackup},
+		"list":     {"list backups with time, size, keys and verification status", runList},
+		"verify":   {"re-check a backup against its manifest and the RDB format", runVerify},
+		"restore":  {"AOF-aware restore of a verified backup (two steps; see --help)", runRestore},
+		"schedule": {"long-running backup scheduler (cron or --every), one log line per run", runSchedule},
+		"metrics":  {"serve Prometheus metrics on /metrics (and /healthz)", runMetrics},
+		"healthz":  {"exit 0 when an HTTP URL (the metrics /healthz) answers 200", runHealthz},
 	}
 }
 
@@ -135,7 +138,7 @@ func (e *env) usage() {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(e.stderr, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(e.stderr, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintf(e.stderr, "\nRun 'redis-ops COMMAND --help' for the flags of a command.\n%s\n", exitCodeHelp)
 }

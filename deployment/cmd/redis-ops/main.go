@@ -1,6 +1,8 @@
 // Command redis-ops is the operator CLI for the Celery Redis broker: health,
-// monitor, slowlog, stats, analyze, backup, list, verify and restore. Run
-// "redis-ops help" for the commands and "redis-ops COMMAND --help" for flags.
+// monitor, slowlog, stats, analyze, backup, list, verify, restore, and the
+// long-running schedule (backups) and metrics (Prometheus) of the ops
+// containers. Run "redis-ops help" for the commands and "redis-ops COMMAND
+// --help" for flags.
 package main
 
 import (
@@ -8,6 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// The zone database, so that TZ=Europe/Berlin works for "schedule --cron"
+	// in the scratch image, which has no /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/logging"
