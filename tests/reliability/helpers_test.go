@@ -175,3 +175,11 @@ func containsAny(s string, needles ...string) (int, bool) {
 	}
 	return -1, false
 }
+
+// noSecret fails the test when s contains one of the secrets, without printing either.
+func noSecret(t testing.TB, s, where string, secrets ...string) {
+	t.Helper()
+	if i, found := containsAny(s, secrets...); found {
+		t.Errorf("%s contains secret #%d in plain text (not printed here)", where, i)
+	}
+}
