@@ -7,6 +7,8 @@
 # - LOADING (dataset still loading) reports "starting" and exits 1: Docker's start period covers it.
 # - Unhealthy when Redis can no longer persist (last BGSAVE or AOF write failed): it then refuses
 #   writes.
+# - A Sentinel (its config is $REDIS_RUN_DIR/sentinel.conf) is healthy when it answers PONG with its
+#   password ($REDIS_RUN_DIR/sentinel.password) and SENTINEL CKQUORUM confirms a quorum for its primary.
 # Environment: REDIS_RUN_DIR (default /run/redis), REDIS_HEALTHCHECK_USER (default ops),
 # REDIS_HEALTHCHECK_PASSWORD_FILE (default $REDIS_RUN_DIR/ops.password), REDIS_HEALTHCHECK_HOST
 # (default 127.0.0.1), REDIS_HEALTHCHECK_PORT (default: the port of $REDIS_RUN_DIR/redis.conf, else 6379).
@@ -26,6 +28,21 @@ unhealthy() {
 	echo "unhealthy: $*"
 	exit 1
 }
+
+if [ -s "$run_dir/sentinel.conf" ]; then
+	[ -s "$run_dir/sentinel.password" ] || unhealthy "password file $run_dir/sentinel.password is missing or empty"
+	REDISCLI_AUTH=$(cat "$run_dir/sentinel.password") || unhealthy "cannot read $run_dir/sentinel.password"
+	export REDISCLI_AUTH
+	sport=${REDIS_HEALTHCHECK_PORT:-$(sed -n 's/^port \([0-9][0-9]*\)$/\1/p' "$run_dir/sentinel.conf")}
+	master=$(sed -n 's/^sentinel monitor \([^ ]*\) .*$/\1/p' "$run_dir/sentinel.conf")
+	reply=$(redis-cli --no-auth-warning -h "$host" -p "${sport:-26379}" ping 2>&1)
+	[ "$reply" = PONG ] || unhealthy "Sentinel PING answered: $(printf '%s' "$reply" | head -n 1)"
+	reply=$(redis-cli --no-auth-warning -h "$host" -p "${sport:-26379}" sentinel ckquorum "$master" 2>&1)
+	case "$reply" in
+	OK*) echo "healthy: Sentinel PONG, quorum ok for $master"; exit 0 ;;
+	*) unhealthy "SENTINEL CKQUORUM $master answered: $(printf '%s' "$reply" | head -n 1)" ;;
+	esac
+fi
 
 [ -s "$pw_file" ] || unhealthy "password file $pw_file is missing or empty"
 REDISCLI_AUTH=$(cat "$pw_file") || unhealthy "cannot read $pw_file"

@@ -17,7 +17,7 @@ from celery import Celery
 
 __all__ = ["ConfigError", "settings_from_env", "app", "LOG_LEVEL"]
 
-REDIS_SCHEMES = ("redis", "rediss")
+REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -59,26 +59,47 @@ def _raw(env, name):
 
 
 def _url(env, name):
+    """Validate a Redis URL, or a ';'-separated list of sentinel:// URLs (kombu's syntax)."""
     value = env.get(name, "").strip()
     if not value:
         raise ConfigError(
             f"{name} is required but not set (expected redis://user:password@host:6379/0; "
             "there is no localhost fallback)"
         )
-    try:
-        parts = urlsplit(value)
-        parts.port  # raises ValueError on a bad port
-    except ValueError:
-        # Never echo the value: it carries the password.
-        raise ConfigError(f"{name} is not a valid URL (is the password URL-encoded?)") from None
-    if parts.scheme not in REDIS_SCHEMES:
-        raise ConfigError(f"{name} must use the redis:// or rediss:// scheme")
-    if not parts.hostname:
-        raise ConfigError(f"{name} must name the Redis host (no localhost fallback)")
-    db = parts.path.lstrip("/")
-    if db and not db.isdigit():
-        raise ConfigError(f"{name} must end with a numeric database (/0)")
+    schemes = set()
+    for part in value.split(";"):
+        try:
+            parts = urlsplit(part)
+            parts.port  # raises ValueError on a bad port
+        except ValueError:
+            # Never echo the value: it carries the password.
+            raise ConfigError(f"{name} is not a valid URL (is the password URL-encoded?)") from None
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ConfigError(f"{name} must use the redis://, rediss:// or sentinel:// scheme")
+        if not parts.hostname:
+            raise ConfigError(f"{name} must name the Redis host (no localhost fallback)")
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ConfigError(f"{name} must end with a numeric database (/0)")
+        schemes.add(parts.scheme)
+    if len(schemes) > 1 or (len(value.split(";")) > 1 and schemes != {"sentinel"}):
+        raise ConfigError(f"{name}: only sentinel:// URLs can be listed with ';'")
     return value
+
+
+def _sentinel_options(env, broker_url):
+    """Transport options of a sentinel topology: the primary's name and the Sentinels' password
+    (without it kombu reports "No master found")."""
+    if not broker_url.startswith("sentinel://"):
+        return {}
+    master = env.get("CELERY_SENTINEL_MASTER_NAME", "").strip()
+    if not master:
+        raise ConfigError("CELERY_SENTINEL_MASTER_NAME is required with sentinel:// URLs")
+    options = {"master_name": master}
+    password = env.get("CELERY_SENTINEL_PASSWORD", "")
+    if password:
+        options["sentinel_kwargs"] = {"password": password}
+    return options
 
 
 def _int(env, name, minimum):
@@ -148,6 +169,9 @@ def settings_from_env(env=None):
         "health_check_interval": HEALTH_CHECK_INTERVAL,
         "retry_on_timeout": True,
     }
+    transport_options.update(_sentinel_options(env, broker_url))
+    if result_backend.startswith("sentinel://") != broker_url.startswith("sentinel://"):
+        raise ConfigError("CELERY_BROKER_URL and CELERY_RESULT_BACKEND must both use sentinel:// or neither")
     return {
         "broker_url": broker_url,
         "result_backend": result_backend,

@@ -76,6 +76,14 @@ def _inspect_result_key(app, task_id):
     key = f"celery-task-meta-{task_id}"
     out = {"result_key": key}
     try:
+        if app.conf.result_backend.startswith("sentinel://"):
+            # The backend's own client asks the Sentinels for the current primary.
+            client = app.backend.client
+            db = int(app.backend.connparams.get("db", 0))
+            out["result_db"] = db
+            out["result_ttl"] = client.ttl(key)
+            out["result_key_dbs"] = [db] if client.exists(key) else []
+            return out
         client = redis.Redis.from_url(app.conf.result_backend, socket_timeout=5)
         db = int(client.connection_pool.connection_kwargs.get("db", 0))
         out["result_db"] = db
