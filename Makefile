@@ -30,3 +30,6 @@ config: ## print the redis.conf STACK runs
 
 base-images: ## build the offline base images the Docker tier uses
 	bash deployment/scripts/build-base-images.sh
+
+bench: ## benchmarks with ratios against baselines in the same run; writes BENCHMARKS.md (sizes: see deployment/scripts/bench.sh)
+	bash deployment/scripts/bench.sh

@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"encoding/csv"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/emailclient/emailclient-infra/components/redisconf"
+	"github.com/emailclient/emailclient-infra/tests/realredis"
+	"github.com/emailclient/emailclient-infra/tests/redistest"
+)
+
+const sectionRedis = "1. Broker throughput (redis-benchmark)"
+
+// target is one server redis-benchmark runs against.
+type target struct {
+	name     string
+	port     int
+	user, pw string // empty for the stock server
+	baseline bool
+}
+
+// BenchmarkRedisThroughput runs redis-benchmark (SET, GET, LPUSH, RPOP, then the same pipelined with
+// -P 16) against a redis-server with the declared dev config, one with the declared prod config (both
+// through the image's entrypoint with the declared redis.conf and ACL file, tests/realredis) and a
+// stock redis-server (no config file: Redis defaults, no auth), BENCH_REPS times in rotating order.
+//
+// Sizes: BENCH_REQUESTS (default 100000) per unpipelined test, 10x that pipelined.
+func BenchmarkRedisThroughput(b *testing.B) {
+	if _, err := exec.LookPath("redis-benchmark"); err != nil {
+		b.Skip("redis-benchmark not installed (apt-get install redis-tools)")
+	}
+	reps := Reps(b, 5)
+	requests := EnvInt(b, "BENCH_REQUESTS", 100000)
+	dev := realredis.Start(b, "dev", realredis.Options{})
+	prod := realredis.Start(b, "prod", realredis.Options{})
+	stock := redistest.Start(b, redistest.Options{})
+	targets := []target{
+		{name: "ours: declared dev config", port: dev.Port(), user: redisconf.OpsUser, pw: dev.Ops},
+		{name: "ours: declared prod config", port: prod.Port(), user: redisconf.OpsUser, pw: prod.Ops},
+		{name: "stock redis-server (defaults)", port: stock.Port(), baseline: true},
+	}
+	tests := []string{"SET", "GET", "LPUSH", "RPOP"}
+	// values[target][metric] = one value per repetition
+	values := map[string]map[string][]float64{}
+	for _, tg := range targets {
+		values[tg.name] = map[string][]float64{}
+	}
+	for i := 0; i < b.N; i++ {
+		for rep := 0; rep < reps; rep++ {
+			for k := range targets {
+				tg := targets[(k+rep)%len(targets)]
+				for _, pipelined := range []bool{false, true} {
+					n, suffix := requests, ""
+					args := []string{"-t", "set,get,lpush,rpop"}
+					if pipelined {
+						n, suffix = 10*requests, " (-P 16)"
+						args = append(args, "-P", "16")
+					}
+					for test, rps := range redisBenchmark(b, tg, n, args...) {
+						values[tg.name][test+suffix] = append(values[tg.name][test+suffix], rps)
+					}
+				}
+			}
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+	for _, pipelined := range []string{"", " (-P 16)"} {
+		for _, test := range tests {
+			metric := test + pipelined
+			for _, tg := range targets {
+				Record(b, Series{Section: sectionRedis, Metric: metric + " requests/s", Variant: tg.name,
+					Unit: "req/s", Better: "higher", Baseline: tg.baseline, Target: ">= 0.90", Values: values[tg.name][metric]})
+			}
+		}
+	}
+	Annotate(b, sectionRedis, "redis-benchmark -h 127.0.0.1 -p PORT -q --csv -t set,get,lpush,rpop -n %d (50 clients, 3-byte values), and the same with -P 16 -n %d; %d repetitions, targets in rotating order. "+
+		"Ours: the declared redis.conf and users.acl run through deployment/docker/redis/docker-entrypoint.sh (AOF everysec, RDB save points, ACL auth as the ops user, tests/realredis); "+
+		"redis-benchmark 7.0 has no password env variable, so it gets the mock password with -a on this throwaway local server. "+
+		"Stock: redis-server with no config file (Redis defaults: no AOF, default save points, no auth). Target ratio >= 0.90.", requests, 10*requests, reps)
+}
+
+// redisBenchmark runs redis-benchmark once and returns requests/s by test name.
+func redisBenchmark(b *testing.B, tg target, n int, extra ...string) map[string]float64 {
+	b.Helper()
+	args := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(tg.port), "-q", "--csv", "-n", strconv.Itoa(n)}
+	if tg.user != "" {
+		// A throwaway local server with the mock password of tests/declared (see the note).
+		args = append(args, "--user", tg.user, "-a", tg.pw)
+	}
+	args = append(args, extra...)
+	cmd := exec.Command("redis-benchmark", args...)
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("redis-benchmark against %s: %v", tg.name, err) // no argv in the message: it holds -a
+	}
+	rows, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
+	if err != nil {
+		b.Fatalf("redis-benchmark CSV from %s: %v", tg.name, err)
+	}
+	res := map[string]float64{}
+	for _, r := range rows {
+		if len(r) < 2 || r[0] == "test" {
+			continue
+		}
+		name := r[0]
+		if i := strings.IndexByte(name, ' '); i > 0 { // "LPUSH (needed to benchmark LRANGE)"
+			name = name[:i]
+		}
+		v, err := strconv.ParseFloat(r[1], 64)
+		if err != nil {
+			b.Fatalf("redis-benchmark CSV from %s: %q", tg.name, r)
+		}
+		res[name] = v
+	}
+	if len(res) != 4 {
+		b.Fatalf("redis-benchmark against %s: got %v, want SET, GET, LPUSH, RPOP (auth or ACL failure?)", tg.name, res)
+	}
+	return res
+}
