@@ -31,5 +31,6 @@ config: ## print the redis.conf STACK runs
 base-images: ## build the offline base images the Docker tier uses
 	bash deployment/scripts/build-base-images.sh
 
+.PHONY: bench
 bench: ## benchmarks with ratios against baselines in the same run; writes BENCHMARKS.md (sizes: see deployment/scripts/bench.sh)
 	bash deployment/scripts/bench.sh

@@ -21,12 +21,12 @@ import (
 
 // Series is the repeated measurements of one metric for one variant (ours or a baseline).
 type Series struct {
-	Section  string    `json:"section"`  // e.g. "1. redis-benchmark"
-	Metric   string    `json:"metric"`   // e.g. "SET requests/s"
-	Variant  string    `json:"variant"`  // e.g. "ours: dev config"
-	Unit     string    `json:"unit"`     // e.g. "req/s"
-	Better   string    `json:"better"`   // "higher" or "lower"
-	Baseline bool      `json:"baseline"` // the variant the others are divided by
+	Section  string    `json:"section"`          // e.g. "1. redis-benchmark"
+	Metric   string    `json:"metric"`           // e.g. "SET requests/s"
+	Variant  string    `json:"variant"`          // e.g. "ours: dev config"
+	Unit     string    `json:"unit"`             // e.g. "req/s"
+	Better   string    `json:"better"`           // "higher" or "lower"
+	Baseline bool      `json:"baseline"`         // the variant the others are divided by
 	Target   string    `json:"target,omitempty"` // e.g. ">= 0.90" for the ratio ours/baseline
 	Values   []float64 `json:"values"`
 }
