@@ -43,6 +43,10 @@ var (
 func tool(t testing.TB, name string) string {
 	t.Helper()
 	binOnce.Do(func() {
+		if dir := os.Getenv(binDirEnv); dir != "" { // a parent test run built them
+			binDir = dir
+			return
+		}
 		root, err := stacks.FindRoot()
 		if err != nil {
 			binErr = err
@@ -66,6 +70,9 @@ func tool(t testing.TB, name string) string {
 	return filepath.Join(binDir, name)
 }
 
+// binDirEnv passes the built commands to a child test process.
+const binDirEnv = "EMAILCLIENT_RELIABILITY_BIN_DIR"
+
 type buildError struct {
 	cmd, out string
 	err      error
@@ -84,7 +91,7 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
+	if binDir != "" && os.Getenv(binDirEnv) == "" {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
