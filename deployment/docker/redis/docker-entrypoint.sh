@@ -35,7 +35,7 @@ if [ "${1:-}" = sentinel ]; then
 	[ -s "$run_dir/sentinel.password" ] || fail "password file $run_dir/sentinel.password is missing or empty: the healthcheck could not authenticate"
 	sum=$(sha256sum "$src" | cut -d ' ' -f 1)
 	if [ ! -s "$state" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
-		(umask 077 && cp "$src" "$state.new" && mv "$state.new" "$state") || fail "cannot write $state"
+		(umask 077 && cat "$src" >"$state.new" && mv "$state.new" "$state") || fail "cannot write $state"
 		printf '%s\n' "$sum" >"$stamp"
 		echo "docker-entrypoint: Sentinel config initialised from $src"
 	fi

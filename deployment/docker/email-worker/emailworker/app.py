@@ -11,7 +11,7 @@ Values (secrets included) are never echoed in error messages.
 """
 
 import os
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from celery import Celery
 
@@ -172,7 +172,14 @@ def settings_from_env(env=None):
     transport_options.update(_sentinel_options(env, broker_url))
     if result_backend.startswith("sentinel://") != broker_url.startswith("sentinel://"):
         raise ConfigError("CELERY_BROKER_URL and CELERY_RESULT_BACKEND must both use sentinel:// or neither")
-    return {
+    extra = {}
+    if result_backend.startswith("sentinel://"):
+        # Celery 5.2's SentinelBackend keeps the URL's password but drops its username, so the
+        # primary would see AUTH for the disabled default user: pass the ACL user explicitly.
+        username = urlsplit(result_backend.split(";")[0]).username
+        if username:
+            extra["redis_username"] = unquote(username)
+    return extra | {
         "broker_url": broker_url,
         "result_backend": result_backend,
         "task_serializer": _choice(env, "CELERY_TASK_SERIALIZER", serializers),

@@ -1,0 +1,55 @@
+package celerystack_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/emailclient/emailclient-infra/tests/celerytest"
+	"github.com/emailclient/emailclient-infra/tests/realredis"
+)
+
+// TestSentinelFailoverUnderCeleryLoad kills the primary of the declared sentinel topology while a
+// real Celery worker has work queued, and measures the failover time (kill to the first task that
+// completes through the new primary) and the tasks lost. Replication is asynchronous: losses are
+// measured, not assumed away; min-replicas-to-write (declared 1) bounds them.
+func TestSentinelFailoverUnderCeleryLoad(t *testing.T) {
+	celerytest.Require(t)
+	top := realredis.StartSentinel(t, "dev", `{"mode":"sentinel","downAfterMilliseconds":2000,"failoverTimeoutMilliseconds":20000}`)
+	env := top.Env
+	oldPrimary := top.PrimaryAddr(t)
+	require.Equal(t, top.Nodes[0].Addr(), oldPrimary, "redis-0 starts as the primary")
+
+	celerytest.StartWorker(t, env)
+	warm := celerytest.Send(t, env, 10, 60*time.Second)
+	require.Equal(t, 10, warm.Completed, "tasks run through the Sentinels before the failover")
+
+	const n = 200
+	queued := celerytest.Enqueue(t, env, n)
+	require.Len(t, queued.TaskIDs, n)
+	kill := time.Now()
+	top.Nodes[0].Kill9()
+
+	// The first task that round-trips after the kill went through the new primary.
+	var firstOK time.Duration
+	for time.Since(kill) < 90*time.Second {
+		res, err := celerytest.RunClient(env, 30*time.Second, "send", "--count", "1", "--timeout", "10")
+		if err == nil && res.Completed == 1 {
+			firstOK = time.Since(kill)
+			break
+		}
+	}
+	require.NotZero(t, firstOK, "no task completed within 90s of killing the primary")
+	newPrimary := top.PrimaryAddr(t)
+	assert.NotEqual(t, oldPrimary, newPrimary, "a replica was promoted")
+
+	done := celerytest.Collect(t, env, queued.TaskIDs, 120*time.Second)
+	lost := n - done.Completed
+	t.Logf("FIGURE sentinel failover: primary %s -> %s, first task after the kill in %.1fs (down-after 2s), %d of %d queued tasks lost, %d failed, %d pending",
+		oldPrimary, newPrimary, firstOK.Seconds(), lost, n, done.Failed, done.Pending)
+	after := celerytest.Send(t, env, 10, 60*time.Second)
+	assert.Equal(t, 10, after.Completed, "the worker keeps working on the new primary")
+	assert.LessOrEqual(t, lost, n/10, "losses stay within the asynchronous-replication window")
+}

@@ -1,0 +1,252 @@
+package realredis
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/emailclient/emailclient-infra/components"
+	"github.com/emailclient/emailclient-infra/components/redisconf"
+	"github.com/emailclient/emailclient-infra/tests/declared"
+)
+
+// Topology is a sentinel topology started from what the program declares: every node and Sentinel
+// runs its declared config through the image's entrypoint, on its own loopback address (127.0.2.x
+// for data nodes, 127.0.3.x for Sentinels) with the declared ports, as the redis user.
+type Topology struct {
+	Root      string
+	Nodes     []*Process // data nodes; Nodes[0] is the initial primary
+	Sentinels []*Process
+	Env       map[string]string // the email-service env, with aliases moved to the loopback addresses
+	Ops       string
+	Sentinel  string // the Sentinels' password
+	Master    string
+}
+
+// Process is one redis-server (data node or Sentinel) of a Topology.
+type Process struct {
+	Alias, IP      string
+	Port           int
+	RunDir         string
+	DataDir        string
+	args           []string
+	env            []string
+	entry, logPath string
+	mu             sync.Mutex
+	cmd            *exec.Cmd
+	done           chan struct{}
+}
+
+// Addr is ip:port.
+func (p *Process) Addr() string { return fmt.Sprintf("%s:%d", p.IP, p.Port) }
+
+// Log returns the process's output.
+func (p *Process) Log() string { b, _ := os.ReadFile(p.logPath); return string(b) }
+
+// Kill9 kills the process and waits for it.
+func (p *Process) Kill9() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+func (p *Process) start() error {
+	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.entry, p.args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = append(os.Environ(), p.env...), log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+	return nil
+}
+
+var aliasRe = regexp.MustCompile(`\b(redis|sentinel)-[0-9]+\b`)
+
+// StartSentinel evaluates the program for stack with the sentinel topology (plus extra topology
+// settings, e.g. a short downAfterMilliseconds) and starts every declared data node and Sentinel.
+func StartSentinel(t testing.TB, stack, topology string) *Topology {
+	t.Helper()
+	requireRedisTier(t)
+	r, err := declared.Run(stack, declared.Options{Config: map[string]string{"topology": topology, "container": `{"hostPort":0}`}})
+	if err != nil {
+		t.Fatalf("program for %s: %v", stack, err)
+	}
+	top := &Topology{Root: r.Root}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range append(top.Nodes, top.Sentinels...) {
+				t.Logf("--- %s log tail ---\n%s", p.Alias, tail(p.Log(), 25))
+			}
+		}
+	})
+	ips := map[string]string{}
+	for _, res := range r.ByType(declared.ContainerType) {
+		alias := res.Inputs["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]
+		if !alias.HasValue() {
+			continue
+		}
+		a := alias.ArrayValue()[0].StringValue()
+		var n int
+		if _, err := fmt.Sscanf(a, "redis-%d", &n); err == nil {
+			ips[a] = fmt.Sprintf("127.0.2.%d", n+1)
+		} else if _, err := fmt.Sscanf(a, "sentinel-%d", &n); err == nil {
+			ips[a] = fmt.Sprintf("127.0.3.%d", n)
+		}
+	}
+	toIP := func(s string) string { return aliasRe.ReplaceAllStringFunc(s, func(a string) string { return ips[a] }) }
+	entry := Entrypoint(t, top.Root)
+	for _, res := range r.ByType(declared.ContainerType) {
+		if res.Name == "email-service-container" {
+			continue
+		}
+		alias := res.Inputs["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"].ArrayValue()[0].StringValue()
+		base := sharedTempDir(t)
+		p := &Process{Alias: alias, IP: ips[alias], RunDir: filepath.Join(base, "run"), DataDir: filepath.Join(base, "data"), entry: entry, logPath: filepath.Join(base, "log")}
+		must(t, os.Mkdir(p.RunDir, 0o700))
+		must(t, os.Mkdir(p.DataDir, 0o700))
+		for path, content := range uploadsOf(t, res) {
+			// Only addresses and the container's paths move; every other line stays as declared.
+			content = toIP(strings.NewReplacer("bind * -::*", "bind "+p.IP, "dir "+redisconf.DataDir+"\n", "dir "+p.DataDir+"\n",
+				redisconf.RunDir+"/", p.RunDir+"/").Replace(content))
+			must(t, os.WriteFile(filepath.Join(p.RunDir, filepath.Base(path)), []byte(content), 0o444))
+		}
+		chownToRedis(t, p.RunDir, p.DataDir)
+		p.env = []string{"REDIS_RUN_DIR=" + p.RunDir, "REDIS_DATA_DIR=" + p.DataDir}
+		if strings.HasPrefix(alias, "sentinel-") {
+			p.Port, p.args = redisconf.SentinelPort, []string{"sentinel"}
+			top.Sentinels = append(top.Sentinels, p)
+			top.Sentinel = readFile(t, filepath.Join(p.RunDir, "sentinel.password"))
+		} else {
+			p.Port, p.args = 6379, []string{filepath.Join(p.RunDir, "redis.conf")}
+			top.Nodes = append(top.Nodes, p)
+			top.Ops = readFile(t, filepath.Join(p.RunDir, "ops.password"))
+		}
+		t.Cleanup(p.Kill9)
+		must(t, p.start())
+	}
+	c, _ := r.Get(declared.ContainerType, "email-service-container")
+	top.Env = map[string]string{}
+	for _, kv := range c.Inputs["envs"].SecretValue().Element.ArrayValue() {
+		k, v, _ := strings.Cut(kv.StringValue(), "=")
+		top.Env[k] = toIP(v)
+	}
+	top.Master = top.Env["CELERY_SENTINEL_MASTER_NAME"]
+	top.waitReady(t)
+	return top
+}
+
+func requireRedisTier(t testing.TB) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		msg := "tier redis: redis-server not installed (apt-get install redis-server)"
+		if strings.Contains(os.Getenv("EMAILCLIENT_REQUIRE_TIERS"), "redis") {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+func uploadsOf(t testing.TB, res declared.Resource) map[string]string {
+	up := res.Inputs["uploads"]
+	if up.IsSecret() {
+		up = up.SecretValue().Element
+	}
+	out := map[string]string{}
+	for _, u := range up.ArrayValue() {
+		o := u.ObjectValue()
+		out[o["file"].StringValue()] = o["content"].StringValue()
+	}
+	return out
+}
+
+// NodeClient connects to a data node as the ops user.
+func (top *Topology) NodeClient(t testing.TB, p *Process) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), Username: redisconf.OpsUser, Password: top.Ops, MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// SentinelClient connects to a Sentinel with the Sentinels' password.
+func (top *Topology) SentinelClient(t testing.TB, p *Process) *redis.SentinelClient {
+	c := redis.NewSentinelClient(&redis.Options{Addr: p.Addr(), Password: top.Sentinel, DialTimeout: time.Second})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// PrimaryAddr asks the first reachable Sentinel for the current primary.
+func (top *Topology) PrimaryAddr(t testing.TB) string {
+	for _, s := range top.Sentinels {
+		addr, err := top.SentinelClient(t, s).GetMasterAddrByName(context.Background(), top.Master).Result()
+		if err == nil {
+			return addr[0] + ":" + addr[1]
+		}
+	}
+	return ""
+}
+
+// waitReady waits until every replica is in sync (and counts for min-replicas-to-write) and every
+// Sentinel sees a quorum.
+func (top *Topology) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	ctx := context.Background()
+	node, sentinels := top.NodeClient(t, top.Nodes[0]), []*redis.SentinelClient{}
+	for _, s := range top.Sentinels {
+		sentinels = append(sentinels, top.SentinelClient(t, s))
+	}
+	var why string
+	for time.Now().Before(deadline) {
+		info, err := node.Info(ctx, "replication").Result()
+		// Replicas count as good (min-replicas-to-write) once their first REPLCONF ACK arrived; until
+		// then the primary refuses writes with NOREPLICAS.
+		ready := err == nil && strings.Contains(info, fmt.Sprintf("connected_slaves:%d", len(top.Nodes)-1)) &&
+			!strings.Contains(info, "min_slaves_good_slaves:0")
+		why = fmt.Sprintf("primary: %v", err)
+		for i, s := range sentinels {
+			reply, err := s.CkQuorum(ctx, top.Master).Result()
+			ready = ready && err == nil && strings.HasPrefix(reply, "OK")
+			why += fmt.Sprintf("; sentinel-%d: %q %v", i+1, reply, err)
+		}
+		if ready {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Log(why)
+	t.Fatal("sentinel topology not ready within 60s (replicas in sync, quorum seen by every Sentinel)")
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Alias returns the alias components gives data node i (for readable test messages).
+func Alias(i int) string { return components.NodeAlias(i) }
