@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
@@ -13,6 +14,9 @@ import (
 // StackFileConfig reads Pulumi.<stack>.yaml as the engine would pass it to the program: full keys to raw
 // values (objects as JSON). It validates the project file against Pulumi's schema on the way.
 func StackFileConfig(root, stack string) (map[string]string, error) {
+	if !stackNameRe.MatchString(stack) || stack == "." || stack == ".." {
+		return nil, fmt.Errorf("stack %q: not a stack name; accepted: letters, digits, _ . - (Pulumi's stack names)", stack)
+	}
 	project, err := workspace.LoadProject(filepath.Join(root, "Pulumi.yaml"))
 	if err != nil {
 		return nil, fmt.Errorf("Pulumi.yaml: %w", err)
@@ -34,6 +38,8 @@ func StackFileConfig(root, stack string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+var stackNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
 
 // LoadStackFile loads the settings of a stack from its Pulumi.<stack>.yaml in root, outside of a
 // Pulumi run (e.g. to print the redis.conf a stack would run). Encrypted values are not read.

@@ -28,7 +28,7 @@ var badSettings = []struct {
 	{"unknown policy", "dev", map[string]string{"redis": `{"maxmemoryPolicy":"lru"}`}, nil, "redis.maxmemoryPolicy", "noeviction"},
 	{"samples", "dev", map[string]string{"redis": `{"maxmemorySamples":0}`}, nil, "redis.maxmemorySamples", "1 to 64"},
 	{"appendfsync", "dev", map[string]string{"redis": `{"appendfsync":"sometimes"}`}, nil, "redis.appendfsync", "everysec"},
-	{"save point", "dev", map[string]string{"redis": `{"save":[{"seconds":0,"changes":1}]}`}, nil, "redis.save[0]", "1 or more"},
+	{"save point", "dev", map[string]string{"redis": `{"save":[{"seconds":0,"changes":1}]}`}, nil, "redis.save[0]", "from 1 to 2147483647"},
 	{"port out of range", "dev", map[string]string{"redis": `{"port":70000}`}, nil, "redis.port", "1 to 65535"},
 	{"port wrong type", "dev", map[string]string{"redis": `{"port":"6379"}`}, nil, "redis.port", "whole number"},
 	{"typo in a key", "dev", map[string]string{"redis": `{"maxmemroy":"1gb"}`}, nil, "redis.maxmemroy", "unknown setting"},

@@ -6,6 +6,7 @@ package redisconf
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -151,8 +152,9 @@ func (c Config) Validate(prefix string) error {
 		add("maxmemorySamples", c.MaxMemorySamples, "accepted: a whole number from 1 to 64")
 	}
 	for i, p := range c.Save {
-		if p.Seconds < 1 || p.Changes < 1 {
-			add(fmt.Sprintf("save[%d]", i), fmt.Sprintf("%d seconds / %d changes", p.Seconds, p.Changes), "accepted: seconds and changes of 1 or more")
+		// Redis reads both as 32-bit C ints: a larger value wraps (e.g. to -1, a save every second).
+		if p.Seconds < 1 || p.Changes < 1 || p.Seconds > math.MaxInt32 || p.Changes > math.MaxInt32 {
+			add(fmt.Sprintf("save[%d]", i), fmt.Sprintf("%d seconds / %d changes", p.Seconds, p.Changes), "accepted: seconds and changes from 1 to 2147483647")
 		}
 	}
 	if !contains([]string{"always", "everysec", "no"}, c.AppendFsync) {
