@@ -49,6 +49,8 @@ type RedisBrokerArgs struct {
 	OpsPassword pulumi.StringInput
 	// Topology is standalone (the default when zero) or sentinel; see Topology.
 	Topology Topology
+	// Rotation is kept by the generated passwords: a new value generates new ones. Defaults to 0.
+	Rotation int
 }
 
 // RedisBroker is a Redis 7 server deployed as a Celery broker and result backend.
@@ -77,6 +79,8 @@ type RedisBroker struct {
 
 	// Topology is the broker's topology (its zero value is standalone).
 	Topology Topology
+	// Ops is how operations containers reach the (initial primary) data node and its files.
+	Ops OpsAccess
 	// Container is the (initial primary) Redis container.
 	Container *docker.Container
 	// Containers are all containers of the broker; depend on them to start after they are healthy.
@@ -146,11 +150,11 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 	c, t := args.Container, args.Topology
 	parent := pulumi.Parent(b)
 	b.Topology = t
-	celeryPw, err := passwordOrGenerated(ctx, name+"-celery-password", args.CeleryPassword, parent)
+	celeryPw, err := passwordOrGenerated(ctx, name+"-celery-password", args.CeleryPassword, args.Rotation, parent)
 	if err != nil {
 		return err
 	}
-	opsPw, err := passwordOrGenerated(ctx, name+"-ops-password", args.OpsPassword, parent)
+	opsPw, err := passwordOrGenerated(ctx, name+"-ops-password", args.OpsPassword, args.Rotation, parent)
 	if err != nil {
 		return err
 	}
@@ -160,8 +164,9 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 		Build: &docker.DockerBuildArgs{
 			Context:    pulumi.String(args.BuildContext),
 			Dockerfile: pulumi.String(filepath.Join(args.BuildContext, "Dockerfile")),
-			Args:       pulumi.StringMap{"BASE_IMAGE": pulumi.String(c.BaseImage)},
-			Platform:   pulumi.String(c.Platform),
+			Args: pulumi.StringMap{"BASE_IMAGE": pulumi.String(c.BaseImage),
+				"REDIS_UID": pulumi.String(strconv.Itoa(c.UID)), "REDIS_GID": pulumi.String(strconv.Itoa(c.GID))},
+			Platform: pulumi.String(c.Platform),
 		},
 	}, parent)
 	if err != nil {
@@ -197,16 +202,21 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 		b.BrokerURL = celeryURL(celeryPw, args.Config.Port, args.Database)
 		b.ResultBackendURL = b.BrokerURL
 		b.SentinelPassword = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
+		b.Ops = *env.ops
 		return nil
 	}
-	return b.buildSentinel(ctx, name, env, celeryPw, opsPw)
+	if err := b.buildSentinel(ctx, name, env, celeryPw, opsPw); err != nil {
+		return err
+	}
+	b.Ops = *env.ops
+	return nil
 }
 
 // buildSentinel declares the data nodes (node 0 is the initial primary) and the Sentinels.
 func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeEnv, celeryPw, opsPw pulumi.StringOutput) error {
 	args := env.args
 	c, t := args.Container, args.Topology
-	sentinelPw, err := passwordOrGenerated(ctx, name+"-sentinel-password", nil, env.parent)
+	sentinelPw, err := passwordOrGenerated(ctx, name+"-sentinel-password", nil, args.Rotation, env.parent)
 	if err != nil {
 		return err
 	}
@@ -286,12 +296,23 @@ func SentinelURLs(password string, sentinels, db int) string {
 	return strings.Join(urls, ";")
 }
 
+// OpsAccess is how an operations container reaches a data node: its address on the network, its data
+// (a volume or a host path, mounted read-only at /data) and its runtime volume (ops.password, mounted
+// read-only at /run/redis).
+type OpsAccess struct {
+	Addr         string
+	DataVolume   pulumi.StringOutput // empty when DataHostPath is set
+	DataHostPath string
+	RunVolume    pulumi.StringOutput
+}
+
 // nodeEnv is what every container of the broker shares.
 type nodeEnv struct {
 	args    *RedisBrokerArgs
 	image   pulumi.StringOutput
 	network pulumi.StringOutput
 	parent  pulumi.ResourceOption
+	ops     *OpsAccess // set by the first data node
 }
 
 // node is one container of the broker: a data node or a Sentinel.
@@ -314,6 +335,11 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	if err != nil {
 		return nil, err
 	}
+	first := e.ops == nil // the first data node is the one operations containers use
+	if first {
+		e.ops = &OpsAccess{Addr: fmt.Sprintf("%s:%d", n.alias, e.args.Config.Port), DataHostPath: n.hostPath, RunVolume: run.Name,
+			DataVolume: pulumi.String("").ToStringOutput()}
+	}
 	volumes := docker.ContainerVolumeArray{nil, &docker.ContainerVolumeArgs{VolumeName: run.Name, ContainerPath: pulumi.String(redisconf.RunDir)}}
 	if n.hostPath != "" {
 		volumes[0] = &docker.ContainerVolumeArgs{HostPath: pulumi.String(n.hostPath), ContainerPath: pulumi.String(redisconf.DataDir)}
@@ -325,12 +351,15 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 			return nil, err
 		}
 		volumes[0] = &docker.ContainerVolumeArgs{VolumeName: data.Name, ContainerPath: pulumi.String(redisconf.DataDir)}
+		if first {
+			e.ops.DataVolume = data.Name
+		}
 	}
 	return docker.NewContainer(ctx, n.resource, &docker.ContainerArgs{
 		Name:    pulumi.String(n.container),
 		Image:   e.image,
 		Command: pulumi.ToStringArray(n.command),
-		User:    pulumi.String("redis"),
+		User:    pulumi.String(c.User()),
 		Restart: pulumi.String(c.Restart),
 		// Hardening: read-only root, writable /data and /run/redis volumes and a small /tmp, no
 		// capabilities (Redis starts as its own user on volumes it owns), no privilege escalation.
@@ -380,14 +409,16 @@ func upload(path, content string) docker.ContainerUpload {
 	return docker.ContainerUpload{File: path, Content: &content, Permissions: pulumi.StringRef("0444")}
 }
 
-// passwordOrGenerated returns the given password, or a generated one, always as a secret.
-func passwordOrGenerated(ctx *pulumi.Context, name string, given pulumi.StringInput, parent pulumi.ResourceOption) (pulumi.StringOutput, error) {
+// passwordOrGenerated returns the given password, or a generated one (regenerated when rotation
+// changes), always as a secret.
+func passwordOrGenerated(ctx *pulumi.Context, name string, given pulumi.StringInput, rotation int, parent pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	if given != nil {
 		return pulumi.ToSecret(given.ToStringOutput()).(pulumi.StringOutput), nil
 	}
 	pw, err := random.NewRandomPassword(ctx, name, &random.RandomPasswordArgs{
 		Length:  pulumi.Int(GeneratedPasswordLength),
 		Special: pulumi.Bool(false), // letters and digits: URL-safe and shell-safe
+		Keepers: pulumi.StringMap{"rotation": pulumi.String(strconv.Itoa(rotation))},
 	}, parent)
 	if err != nil {
 		return pulumi.StringOutput{}, err

@@ -1,10 +1,17 @@
 package components
 
+import "fmt"
+
 // RedisContainer shapes the Redis image and container of a RedisBroker.
 type RedisContainer struct {
 	// BaseImage is the image the Redis image is built FROM (build arg BASE_IMAGE). Defaults to
 	// redis:7-alpine; any image with redis-server 7, redis-cli, /bin/sh and a "redis" user works.
 	BaseImage string `json:"baseImage"`
+	// UID and GID are the numeric user the Redis containers (and the operations containers, which read
+	// its files) run as; the image gives /data and /run/redis to it. Default to 999 and 1000 (the redis
+	// user of redis:7-alpine); any ids above 0 work with any base image.
+	UID int `json:"uid"`
+	GID int `json:"gid"`
 	// Platform is the build platform of the images. Defaults to linux/amd64, so that previews on arm64
 	// and amd64 machines do not differ; os/arch.
 	Platform string `json:"platform"`
@@ -146,3 +153,58 @@ func DefaultTopology() Topology {
 
 // Sentinel reports whether the topology is a sentinel one.
 func (t Topology) Sentinel() bool { return t.Mode == "sentinel" }
+
+// Operations are the broker's operations containers, both running the redis-ops image: scheduled
+// backups and a Prometheus metrics endpoint.
+type Operations struct {
+	// Build is how the redis-ops image is built: "source" (Dockerfile.source: a GoImage stage compiles
+	// it; needs a registry, the default) or "prebuilt" (Dockerfile: the static binary staged by
+	// deployment/docker/ops/build.sh, which `make up` runs; works offline).
+	Build string `json:"build"`
+	// GoImage is the build stage of source builds. Defaults to golang:1.26-bookworm.
+	GoImage string `json:"goImage"`
+	// Backup is the scheduled backup.
+	Backup BackupSchedule `json:"backup"`
+	// Metrics is the Prometheus endpoint.
+	Metrics MetricsEndpoint `json:"metrics"`
+}
+
+// BackupSchedule is the scheduled-backup container.
+type BackupSchedule struct {
+	// Enabled runs it. Defaults to false in dev and true in prod.
+	Enabled bool `json:"enabled"`
+	// Schedule is a 5-field cron expression in UTC. Defaults to "0 2 * * *" (daily at 02:00).
+	Schedule string `json:"schedule"`
+	// Retention deletes backups older than this Go duration. Defaults to 720h (30 days); at least 1h.
+	Retention string `json:"retention"`
+	// Volume is the named volume for backups, mounted at /backups. Defaults to redis-backups.
+	Volume string `json:"volume"`
+	// HostPath, when set, is an absolute host directory used instead of the volume; it must belong
+	// to container.uid.
+	HostPath string `json:"hostPath"`
+}
+
+// MetricsEndpoint is the metrics container (redis-ops metrics on port 9121, network alias
+// redis-metrics).
+type MetricsEndpoint struct {
+	// Enabled runs it. Defaults to false in dev and true in prod.
+	Enabled bool `json:"enabled"`
+	// HostPort publishes /metrics on HostIP:HostPort. Defaults to 0 (not published; scrape it on
+	// the network as redis-metrics:9121); 0-65535.
+	HostPort int `json:"hostPort"`
+	// HostIP is the host address HostPort binds to. Defaults to 127.0.0.1; loopback only.
+	HostIP string `json:"hostIp"`
+}
+
+// DefaultOperations are off (dev); prod switches both on.
+func DefaultOperations() Operations {
+	return Operations{
+		Build:   "source",
+		GoImage: "golang:1.26-bookworm",
+		Backup:  BackupSchedule{Schedule: "0 2 * * *", Retention: "720h", Volume: "redis-backups"},
+		Metrics: MetricsEndpoint{HostIP: "127.0.0.1"},
+	}
+}
+
+// User is the numeric user:group the containers run as.
+func (c RedisContainer) User() string { return fmt.Sprintf("%d:%d", c.UID, c.GID) }

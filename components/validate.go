@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emailclient/emailclient-infra/components/redisconf"
+	"github.com/emailclient/emailclient-infra/deployment/ops"
 )
 
 // Accepted shapes of free-form values. They also keep newlines, spaces and shell metacharacters out
@@ -76,6 +77,8 @@ func (v *validator) log(prefix string, l LogRotation) {
 func (c RedisContainer) Validate(prefix string) error {
 	v := &validator{prefix: prefix}
 	v.match("baseImage", c.BaseImage, imageRefRe, "accepted: an image reference such as redis:7-alpine")
+	v.between("uid", c.UID, 1, 2147483647)
+	v.between("gid", c.GID, 1, 2147483647)
 	v.match("platform", c.Platform, platformRe, "accepted: os/arch such as linux/amd64 or linux/arm64")
 	v.match("imageName", c.ImageName, imageRefRe, "accepted: an image reference such as emailclient-redis:dev")
 	v.match("name", c.Name, dockerNameRe, "accepted: letters, digits, _ . - (128 at most), starting with a letter or digit")
@@ -213,5 +216,31 @@ func (t Topology) Validate(prefix string) error {
 		v.fail("minReplicasToWrite", t.MinReplicasToWrite, fmt.Sprintf("accepted: 0 to topology.replicas (%d)", t.Replicas))
 	}
 	v.between("minReplicasMaxLag", t.MinReplicasMaxLag, 1, 60)
+	return errors.Join(v.errs...)
+}
+
+// Validate checks the operations settings; keys are prefixed with prefix (e.g. "operations.").
+func (o Operations) Validate(prefix string) error {
+	v := &validator{prefix: prefix}
+	v.oneOf("build", o.Build, []string{"source", "prebuilt"})
+	v.match("goImage", o.GoImage, imageRefRe, "accepted: an image reference such as golang:1.26-bookworm")
+	if b := o.Backup; b.Enabled {
+		if err := ops.ValidateCron(b.Schedule); err != nil || strings.ContainsAny(b.Schedule, "\n\r") {
+			v.fail("backup.schedule", b.Schedule, "accepted: a 5-field cron expression such as \"0 2 * * *\" (minute hour day month weekday)")
+		}
+		if d, err := time.ParseDuration(b.Retention); err != nil || d < time.Hour || d > 10*365*24*time.Hour {
+			v.fail("backup.retention", b.Retention, "accepted: a duration from 1h to 87600h, e.g. 720h for 30 days")
+		}
+		v.match("backup.volume", b.Volume, dockerNameRe, "accepted: letters, digits, _ . - (128 at most), starting with a letter or digit")
+		if b.HostPath != "" && (!hostPathRe.MatchString(b.HostPath) || path.Clean(b.HostPath) != b.HostPath || b.HostPath == "/") {
+			v.fail("backup.hostPath", b.HostPath, "accepted: empty (use the volume) or a clean absolute path of letters, digits and . _ - /")
+		}
+	}
+	if m := o.Metrics; m.Enabled {
+		v.between("metrics.hostPort", m.HostPort, 0, 65535)
+		if ip, err := netip.ParseAddr(m.HostIP); err != nil || !ip.IsLoopback() {
+			v.fail("metrics.hostIp", m.HostIP, "accepted: a loopback address such as 127.0.0.1")
+		}
+	}
 	return errors.Join(v.errs...)
 }

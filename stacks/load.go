@@ -17,6 +17,8 @@ const (
 	KeyRedis        = "redis"
 	KeyContainer    = "container"
 	KeyTopology     = "topology"
+	KeyOperations   = "operations"
+	KeyRotation     = "passwordRotation"
 	KeyCelery       = "celery"
 	KeyEmailService = "emailService"
 	KeyPassword     = "password"
@@ -24,7 +26,7 @@ const (
 )
 
 // Keys lists every config key the program reads.
-var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword}
+var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyOperations, KeyRotation, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword}
 
 // Source gives raw config values: objects arrive as JSON, as Pulumi passes them to programs.
 type Source interface {
@@ -87,7 +89,7 @@ func Load(stack string, src Source) (Settings, error) {
 		return Settings{}, fmt.Errorf("%s: %q is not accepted; accepted: %s (set %s:profile for stacks with other names)", key, profile, strings.Join(Profiles, ", "), Project)
 	}
 	var errs []error
-	for key, target := range map[string]any{KeyRedis: &s.Redis, KeyContainer: &s.Container, KeyTopology: &s.Topology, KeyCelery: &s.Celery, KeyEmailService: &s.EmailService} {
+	for key, target := range map[string]any{KeyRedis: &s.Redis, KeyContainer: &s.Container, KeyTopology: &s.Topology, KeyOperations: &s.Operations, KeyRotation: &s.PasswordRotation, KeyCelery: &s.Celery, KeyEmailService: &s.EmailService} {
 		if err := decodeObject(src, key, target); err != nil {
 			errs = append(errs, err)
 		}

@@ -14,6 +14,7 @@ import (
 const (
 	RedisBuildContext  = "deployment/docker/redis"
 	WorkerBuildContext = "deployment/docker/email-worker"
+	OpsImageDir        = "deployment/docker/ops"
 )
 
 // Deployment is what Deploy built.
@@ -22,6 +23,8 @@ type Deployment struct {
 	Broker   *components.RedisBroker
 	// EmailService is nil when emailService.enabled is false.
 	EmailService *components.EmailService
+	// Ops is nil when neither backups nor metrics are enabled.
+	Ops *components.OpsServices
 }
 
 // Program is the Pulumi program of every stack: Deploy, then export the outputs.
@@ -47,6 +50,9 @@ func Program(ctx *pulumi.Context) error {
 	if d.EmailService != nil {
 		ctx.Export("emailServiceContainer", d.EmailService.ContainerName)
 	}
+	if d.Ops != nil {
+		ctx.Export("metricsUrl", d.Ops.MetricsURL)
+	}
 	return nil
 }
 
@@ -69,11 +75,23 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 		CeleryPassword: secretOrNil(s.Password),
 		OpsPassword:    secretOrNil(s.OpsPassword),
 		Topology:       s.Topology,
+		Rotation:       s.PasswordRotation,
 	})
 	if err != nil {
 		return nil, err
 	}
 	d := &Deployment{Settings: s, Broker: broker}
+	if s.Operations.Backup.Enabled || s.Operations.Metrics.Enabled {
+		if d.Ops, err = components.NewOpsServices(ctx, "ops", &components.OpsServicesArgs{
+			Settings:   s.Operations,
+			Broker:     broker,
+			Container:  s.Container,
+			ImageDir:   filepath.Join(root, OpsImageDir),
+			SourceRoot: root,
+		}); err != nil {
+			return nil, err
+		}
+	}
 	if !s.EmailService.Enabled {
 		return d, nil
 	}

@@ -75,6 +75,8 @@ func TestEveryChildIsParentedToItsComponent(t *testing.T) {
 				assert.Equal(t, "broker", res.Parent, res.Name)
 			case strings.HasPrefix(res.Name, "email-service-"):
 				assert.Equal(t, "email-service", res.Parent, res.Name)
+			case strings.HasPrefix(res.Name, "ops-"):
+				assert.Equal(t, "ops", res.Parent, res.Name)
 			default:
 				t.Errorf("%s %s: unexpected resource", res.Type, res.Name)
 			}
@@ -94,7 +96,7 @@ func TestRedisImageBuildsFromTheDeploymentDirectory(t *testing.T) {
 		assert.Equal(t, filepath.Join(r.Root, stacks.RedisBuildContext), filepath.Join(wd, build["context"].StringValue()), "the build context, relative to the working directory")
 		assert.False(t, filepath.IsAbs(build["context"].StringValue()), "no checkout path in state")
 		assert.Equal(t, filepath.Join(build["context"].StringValue(), "Dockerfile"), build["dockerfile"].StringValue())
-		assert.Equal(t, base, build["args"].ObjectValue()["BASE_IMAGE"].StringValue())
+		assert.Equal(t, map[string]any{"BASE_IMAGE": base, "REDIS_UID": "999", "REDIS_GID": "1000"}, build["args"].Mappable())
 		assert.Equal(t, "linux/amd64", build["platform"].StringValue())
 	}
 	img := get(t, run(t, "dev", declared.Options{Config: map[string]string{"container": `{"baseImage":"local/redis-base:bookworm"}`}}), declared.ImageType, "broker-image")
@@ -107,7 +109,7 @@ func TestRedisContainerDev(t *testing.T) {
 	assert.Equal(t, "emailclient-redis", c["name"].StringValue())
 	assert.Equal(t, declared.MockImageID("broker-image"), c["image"].StringValue(), "runs the built image's ID, so a rebuild replaces the container")
 	assert.Equal(t, []string{redisconf.ConfigFile}, strs(c["command"]))
-	assert.Equal(t, "redis", c["user"].StringValue(), "non-root")
+	assert.Equal(t, "999:1000", c["user"].StringValue(), "non-root, the uid the image gives /data and /run/redis")
 	assert.Equal(t, "unless-stopped", c["restart"].StringValue())
 	assert.True(t, c["readOnly"].BoolValue())
 	assert.Equal(t, "rw,noexec,nosuid,size=16m", c["tmpfs"].ObjectValue()["/tmp"].StringValue())

@@ -25,6 +25,12 @@ type Settings struct {
 	Container components.RedisContainer `json:"container"`
 	// Topology is standalone (default) or sentinel.
 	Topology components.Topology `json:"topology"`
+	// Operations are the scheduled-backup and metrics containers.
+	Operations components.Operations `json:"operations"`
+	// PasswordRotation is a counter: changing it (pulumi config set passwordRotation 2) generates new
+	// celery and ops passwords; Redis and the email-service are replaced with them, the data volume is
+	// kept. Defaults to 0.
+	PasswordRotation int `json:"-"`
 	// Celery are the Celery settings wired into the email-service.
 	Celery components.Celery `json:"celery"`
 	// EmailService is the email-service container.
@@ -45,6 +51,8 @@ func Defaults(profile string) (Settings, bool) {
 		Container: components.RedisContainer{
 			BaseImage:   "redis:7-alpine",
 			Platform:    "linux/amd64",
+			UID:         999,
+			GID:         1000,
 			ImageName:   "emailclient-redis:" + profile,
 			Name:        "emailclient-redis",
 			Network:     "emailclient-net",
@@ -54,7 +62,8 @@ func Defaults(profile string) (Settings, bool) {
 			Healthcheck: components.Healthcheck{Interval: "30s", Timeout: "10s", Retries: 3, StartPeriod: "5s"},
 			Log:         components.LogRotation{MaxSize: "10m", MaxFile: 3},
 		},
-		Topology: components.DefaultTopology(),
+		Topology:   components.DefaultTopology(),
+		Operations: components.DefaultOperations(),
 		Celery: components.Celery{
 			Database:           0,
 			TaskSerializer:     "json",
@@ -87,6 +96,8 @@ func Defaults(profile string) (Settings, bool) {
 		s.Container.MemoryReservation = "1gb"
 		s.Container.CPUs = "2"
 		s.Container.CPUShares = 512
+		s.Operations.Backup.Enabled = true
+		s.Operations.Metrics.Enabled = true
 		s.Container.Log = components.LogRotation{MaxSize: "100m", MaxFile: 10}
 		s.EmailService.Log = components.LogRotation{MaxSize: "100m", MaxFile: 10}
 	default:

@@ -25,12 +25,16 @@ func (s Settings) Validate() error {
 	errs := []error{
 		components.ValidateBroker(s.Redis, s.Container, s.Topology),
 		s.Celery.Validate(KeyCelery + "."),
+		s.Operations.Validate(KeyOperations + "."),
 		s.EmailService.Validate(KeyEmailService + "."),
 		checkPassword(KeyPassword, s.Password, s.Profile),
 		checkPassword(KeyOpsPassword, s.OpsPassword, s.Profile),
 	}
 	fail := func(key string, value any, accepted string) {
 		errs = append(errs, &redisconf.FieldError{Key: key, Value: value, Accepted: accepted})
+	}
+	if s.PasswordRotation < 0 || s.PasswordRotation > 1000000 {
+		fail(KeyRotation, s.PasswordRotation, "accepted: a whole number from 0 to 1000000; increase it to rotate the passwords")
 	}
 	if s.Celery.ResultExpires == 0 && strings.HasPrefix(s.Redis.MaxMemoryPolicy, "volatile-") {
 		fail("celery.resultExpires", 0, "with redis.maxmemoryPolicy "+s.Redis.MaxMemoryPolicy+" results must expire (they are the only evictable keys); accepted: 1 to 31536000 seconds")

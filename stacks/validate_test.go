@@ -66,6 +66,12 @@ var badSettings = []struct {
 	{"no replica", "prod", map[string]string{"topology": `{"mode":"sentinel","replicas":0,"minReplicasToWrite":0}`}, nil, "topology.replicas", "1 to 5"},
 	{"min replicas above replicas", "prod", map[string]string{"topology": `{"mode":"sentinel","minReplicasToWrite":3}`}, nil, "topology.minReplicasToWrite", "0 to topology.replicas"},
 	{"sentinel with host port", "dev", map[string]string{"topology": `{"mode":"sentinel"}`}, nil, "container.hostPort", "through the Sentinels"},
+	{"backup cron", "prod", map[string]string{"operations": `{"backup":{"enabled":true,"schedule":"every day","retention":"720h","volume":"b"}}`}, nil, "operations.backup.schedule", "cron"},
+	{"backup retention", "prod", map[string]string{"operations": `{"backup":{"enabled":true,"schedule":"0 2 * * *","retention":"30d","volume":"b"}}`}, nil, "operations.backup.retention", "720h"},
+	{"ops build", "dev", map[string]string{"operations": `{"build":"magic"}`}, nil, "operations.build", "source, prebuilt"},
+	{"metrics public", "prod", map[string]string{"operations": `{"metrics":{"enabled":true,"hostPort":9121,"hostIp":"0.0.0.0"}}`}, nil, "operations.metrics.hostIp", "loopback"},
+	{"rotation negative", "dev", map[string]string{"passwordRotation": "-1"}, nil, "passwordRotation", "0 to 1000000"},
+	{"uid root", "dev", map[string]string{"container": `{"uid":0}`}, nil, "container.uid", "1 to 2147483647"},
 	{"object not an object", "dev", map[string]string{"celery": `[1,2]`}, nil, "celery", "object"},
 }
 

@@ -554,16 +554,25 @@ func lastLine(s string) string {
 func TestProdStackLimits(t *testing.T) {
 	dockertest.Require(t)
 	dockertest.EnsureBaseImages(t, "redis")
-	uid := strings.TrimSpace(dockerCmd(t, "run", "--rm", "--entrypoint", "id", dockertest.RedisBase, "-u", "redis"))
-	gid := strings.TrimSpace(dockerCmd(t, "run", "--rm", "--entrypoint", "id", dockertest.RedisBase, "-g", "redis"))
-	u, err1 := strconv.Atoi(uid)
-	g, err2 := strconv.Atoi(gid)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("redis uid/gid of %s: %q %q", dockertest.RedisBase, uid, gid)
-	}
 	dataDir := filepath.Join(t.TempDir(), "redis")
 	if err := os.Mkdir(dataDir, 0o700); err != nil {
 		t.Fatal(err)
+	}
+	const declaredHostPath = "/srv/emailclient/redis-dockerstack"
+	res := declare(t, "prod", map[string]string{
+		"container":    `{"baseImage":"` + dockertest.RedisBase + `","dataHostPath":"` + declaredHostPath + `"}`,
+		"emailService": `{"enabled":false}`,
+		// The redis-ops image builds from source with a golang stage, which no registry here can serve.
+		"operations": `{"backup":{"enabled":false},"metrics":{"enabled":false}}`,
+	})
+	in := containerInputs(t, res, redisCtr)
+	// The host directory belongs to the uid:gid the program declares for the container.
+	user, _ := in["user"].(string)
+	uid, gid, _ := strings.Cut(user, ":")
+	u, err1 := strconv.Atoi(uid)
+	g, err2 := strconv.Atoi(gid)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("declared user %q is not uid:gid", user)
 	}
 	if err := os.Chown(dataDir, u, g); err != nil {
 		// Not root: let a container do it.
@@ -576,12 +585,6 @@ func TestProdStackLimits(t *testing.T) {
 		}
 	})
 
-	const declaredHostPath = "/srv/emailclient/redis-dockerstack"
-	res := declare(t, "prod", map[string]string{
-		"container":    `{"baseImage":"` + dockertest.RedisBase + `","dataHostPath":"` + declaredHostPath + `"}`,
-		"emailService": `{"enabled":false}`,
-	})
-	in := containerInputs(t, res, redisCtr)
 	if m, _ := in["memory"].(float64); m <= 0 {
 		t.Fatalf("prod declares no memory limit: %v", in["memory"])
 	}

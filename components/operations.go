@@ -1,0 +1,200 @@
+package components
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/emailclient/emailclient-infra/components/redisconf"
+)
+
+const (
+	// OpsServicesType is the type token of OpsServices.
+	OpsServicesType = "emailclient:index:OpsServices"
+	// MetricsAlias is the metrics container's network alias; Prometheus scrapes MetricsAlias:MetricsPort.
+	MetricsAlias = "redis-metrics"
+	// MetricsPort is the port of /metrics inside the network.
+	MetricsPort = 9121
+	// BackupsDir is where the backup volume (or host path) is mounted.
+	BackupsDir = "/backups"
+	// opsBinary is the redis-ops binary in its FROM scratch image.
+	opsBinary = "/redis-ops"
+)
+
+// OpsServicesArgs are the inputs of OpsServices.
+type OpsServicesArgs struct {
+	// Settings are the operations settings.
+	Settings Operations
+	// Broker is the RedisBroker to operate. Required.
+	Broker *RedisBroker
+	// Container is the broker's container settings: the operations containers run as its uid/gid (the
+	// owner of the files they read), with its restart policy, log rotation and platform.
+	Container RedisContainer
+	// ImageDir is deployment/docker/ops (its Dockerfiles, and rootfs/ for prebuilt builds). Required.
+	ImageDir string
+	// SourceRoot is the repository root, the build context of source builds. Required for them.
+	SourceRoot string
+}
+
+// OpsServices are the scheduled-backup and metrics containers of a broker, both running redis-ops.
+type OpsServices struct {
+	pulumi.ResourceState
+
+	// Image is the redis-ops image ID.
+	Image pulumi.StringOutput `pulumi:"image"`
+	// MetricsURL is the /metrics URL on the network ("" when metrics are off).
+	MetricsURL pulumi.StringOutput `pulumi:"metricsUrl"`
+}
+
+// NewOpsServices validates args and registers the redis-ops image and the enabled containers.
+func NewOpsServices(ctx *pulumi.Context, name string, args *OpsServicesArgs, opts ...pulumi.ResourceOption) (*OpsServices, error) {
+	if err := args.validate(); err != nil {
+		return nil, fmt.Errorf("opsservices %q: %w", name, err)
+	}
+	s := &OpsServices{}
+	if err := ctx.RegisterComponentResource(OpsServicesType, name, s, opts...); err != nil {
+		return nil, err
+	}
+	if err := s.build(ctx, name, args); err != nil {
+		return nil, fmt.Errorf("opsservices %q: %w", name, err)
+	}
+	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{"image": s.Image, "metricsUrl": s.MetricsURL})
+}
+
+func (a *OpsServicesArgs) validate() error {
+	if a == nil || a.Broker == nil {
+		return errors.New("Broker: required (a RedisBroker)")
+	}
+	var errs []error
+	if a.ImageDir == "" {
+		errs = append(errs, errors.New("ImageDir: required (deployment/docker/ops)"))
+	}
+	if a.Settings.Build == "source" && a.SourceRoot == "" {
+		errs = append(errs, errors.New("SourceRoot: required for operations.build source"))
+	}
+	return errors.Join(append(errs, a.Settings.Validate("operations."))...)
+}
+
+func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesArgs) error {
+	c, o, access := args.Container, args.Settings, args.Broker.Ops
+	parent := pulumi.Parent(s)
+	image, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
+		ImageName: pulumi.String("emailclient-redis-ops:" + c.Name),
+		SkipPush:  pulumi.Bool(true),
+		Build:     opsBuild(args),
+	}, parent)
+	if err != nil {
+		return err
+	}
+	s.Image = image.RepoDigest
+	s.MetricsURL = pulumi.String("").ToStringOutput()
+	env := pulumi.StringArray{
+		pulumi.String("REDIS_ADDR=" + access.Addr),
+		pulumi.String("REDIS_USERNAME=" + redisconf.OpsUser),
+		pulumi.String("REDIS_PASSWORD_FILE=" + redisconf.OpsPasswordFile),
+	}
+	runMount := &docker.ContainerVolumeArgs{VolumeName: access.RunVolume, ContainerPath: pulumi.String(redisconf.RunDir), ReadOnly: pulumi.Bool(true)}
+	var backups *docker.ContainerVolumeArgs
+	if o.Backup.Enabled {
+		if backups, err = s.backupMount(ctx, name, o.Backup, parent); err != nil {
+			return err
+		}
+		data := &docker.ContainerVolumeArgs{VolumeName: access.DataVolume, ContainerPath: pulumi.String(redisconf.DataDir), ReadOnly: pulumi.Bool(true)}
+		if access.DataHostPath != "" {
+			data = &docker.ContainerVolumeArgs{HostPath: pulumi.String(access.DataHostPath), ContainerPath: pulumi.String(redisconf.DataDir), ReadOnly: pulumi.Bool(true)}
+		}
+		_, err := opsContainer(ctx, name, "backup", args, image, env, nil, parent,
+			[]string{"schedule", "--cron", o.Backup.Schedule, "--dir", BackupsDir, "--data-dir", redisconf.DataDir, "--retention", o.Backup.Retention},
+			docker.ContainerVolumeArray{data, runMount, backups})
+		if err != nil {
+			return err
+		}
+	}
+	if o.Metrics.Enabled {
+		cmd := []string{"metrics", "--listen", ":" + strconv.Itoa(MetricsPort)}
+		volumes := docker.ContainerVolumeArray{runMount}
+		if backups != nil {
+			cmd = append(cmd, "--backup-dir", BackupsDir)
+			volumes = append(volumes, &docker.ContainerVolumeArgs{VolumeName: backups.VolumeName, HostPath: backups.HostPath,
+				ContainerPath: pulumi.String(BackupsDir), ReadOnly: pulumi.Bool(true)})
+		}
+		var ports docker.ContainerPortArray
+		if o.Metrics.HostPort != 0 {
+			ports = docker.ContainerPortArray{&docker.ContainerPortArgs{Internal: pulumi.Int(MetricsPort),
+				External: pulumi.Int(o.Metrics.HostPort), Ip: pulumi.String(o.Metrics.HostIP), Protocol: pulumi.String("tcp")}}
+		}
+		if _, err := opsContainer(ctx, name, "metrics", args, image, env, ports, parent, cmd, volumes); err != nil {
+			return err
+		}
+		s.MetricsURL = pulumi.Sprintf("http://%s:%d/metrics", MetricsAlias, MetricsPort)
+	}
+	return nil
+}
+
+// opsBuild is the image build: from source with a Go build stage, or FROM scratch around the binary
+// staged by build.sh.
+func opsBuild(args *OpsServicesArgs) *docker.DockerBuildArgs {
+	c, o := args.Container, args.Settings
+	buildArgs := pulumi.StringMap{"OPS_UID": pulumi.String(strconv.Itoa(c.UID)), "OPS_GID": pulumi.String(strconv.Itoa(c.GID))}
+	if o.Build == "prebuilt" {
+		return &docker.DockerBuildArgs{Context: pulumi.String(args.ImageDir), Dockerfile: pulumi.String(filepath.Join(args.ImageDir, "Dockerfile")),
+			Args: buildArgs, Platform: pulumi.String(c.Platform)}
+	}
+	buildArgs["GO_IMAGE"] = pulumi.String(o.GoImage)
+	return &docker.DockerBuildArgs{Context: pulumi.String(args.SourceRoot), Dockerfile: pulumi.String(filepath.Join(args.ImageDir, "Dockerfile.source")),
+		Args: buildArgs, Platform: pulumi.String(c.Platform)}
+}
+
+// backupMount declares the backup volume (kept on destroy, like the data) or uses the host path.
+func (s *OpsServices) backupMount(ctx *pulumi.Context, name string, b BackupSchedule, parent pulumi.ResourceOption) (*docker.ContainerVolumeArgs, error) {
+	if b.HostPath != "" {
+		return &docker.ContainerVolumeArgs{HostPath: pulumi.String(b.HostPath), ContainerPath: pulumi.String(BackupsDir)}, nil
+	}
+	v, err := docker.NewVolume(ctx, name+"-backups", &docker.VolumeArgs{Name: pulumi.String(b.Volume)},
+		parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true))
+	if err != nil {
+		return nil, err
+	}
+	return &docker.ContainerVolumeArgs{VolumeName: v.Name, ContainerPath: pulumi.String(BackupsDir)}, nil
+}
+
+// opsContainer declares one hardened redis-ops container (role backup or metrics) on the broker's
+// network, started after the broker is healthy. Its env carries no secret: the password is read from
+// the broker's run volume.
+func opsContainer(ctx *pulumi.Context, name, role string, args *OpsServicesArgs, image *docker.Image, env pulumi.StringArray,
+	ports docker.ContainerPortArray, parent pulumi.ResourceOption, command []string, volumes docker.ContainerVolumeArray) (*docker.Container, error) {
+	c := args.Container
+	var aliases pulumi.StringArray
+	var healthcheck *docker.ContainerHealthcheckArgs
+	if role == "metrics" {
+		aliases = pulumi.StringArray{pulumi.String(MetricsAlias)}
+		healthcheck = &docker.ContainerHealthcheckArgs{
+			Tests:    pulumi.StringArray{pulumi.String("CMD"), pulumi.String(opsBinary), pulumi.String("healthz"), pulumi.String(fmt.Sprintf("--url=http://127.0.0.1:%d/healthz", MetricsPort))},
+			Interval: pulumi.String(c.Healthcheck.Interval), Timeout: pulumi.String(c.Healthcheck.Timeout),
+			Retries: pulumi.Int(c.Healthcheck.Retries), StartPeriod: pulumi.String(c.Healthcheck.StartPeriod),
+		}
+	}
+	return docker.NewContainer(ctx, name+"-"+role, &docker.ContainerArgs{
+		Name:         pulumi.String(c.Name + "-" + role),
+		Image:        image.RepoDigest,
+		Command:      pulumi.ToStringArray(command),
+		User:         pulumi.String(c.User()),
+		Envs:         env,
+		Restart:      pulumi.String(c.Restart),
+		ReadOnly:     pulumi.Bool(true),
+		Capabilities: &docker.ContainerCapabilitiesArgs{Drops: pulumi.StringArray{pulumi.String("ALL")}},
+		SecurityOpts: pulumi.StringArray{pulumi.String("no-new-privileges:true")},
+		Healthcheck:  healthcheck,
+		LogDriver:    pulumi.String("json-file"),
+		LogOpts:      logOpts(c.Log),
+		Volumes:      volumes,
+		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{&docker.ContainerNetworksAdvancedArgs{
+			Name: args.Broker.Network, Aliases: aliases,
+		}},
+		Ports: ports,
+	}, parent, pulumi.DependsOn(args.Broker.Containers), pulumi.DeleteBeforeReplace(true))
+}

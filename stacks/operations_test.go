@@ -1,0 +1,73 @@
+package stacks_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/emailclient/emailclient-infra/components"
+	"github.com/emailclient/emailclient-infra/tests/declared"
+)
+
+func TestDevHasNoOperationsContainers(t *testing.T) {
+	r := run(t, "dev", declared.Options{})
+	assert.Empty(t, r.ByType(components.OpsServicesType))
+}
+
+func TestProdSchedulesBackupsAndServesMetrics(t *testing.T) {
+	r := run(t, "prod", declared.Options{})
+	img := get(t, r, declared.ImageType, "ops-image")
+	build := img["build"].ObjectValue()
+	assert.Equal(t, map[string]any{"OPS_UID": "999", "OPS_GID": "1000", "GO_IMAGE": "golang:1.26-bookworm"}, build["args"].Mappable(),
+		"the ops containers run as the owner of the files they read")
+	assert.Contains(t, build["dockerfile"].StringValue(), "deployment/docker/ops/Dockerfile.source")
+
+	backup := get(t, r, declared.ContainerType, "ops-backup")
+	assert.Equal(t, []string{"schedule", "--cron", "0 2 * * *", "--dir", "/backups", "--data-dir", "/data", "--retention", "720h"}, strs(backup["command"]))
+	assert.Equal(t, "999:1000", backup["user"].StringValue())
+	assert.True(t, backup["readOnly"].BoolValue())
+	assert.Equal(t, []string{"ALL"}, strs(backup["capabilities"].ObjectValue()["drops"]))
+	assert.False(t, backup["envs"].IsSecret(), "no secret in the env: the password is read from a file")
+	assert.Equal(t, []string{"REDIS_ADDR=redis:6379", "REDIS_USERNAME=ops", "REDIS_PASSWORD_FILE=/run/redis/ops.password"}, strs(backup["envs"]))
+	vols := backup["volumes"].ArrayValue()
+	require.Len(t, vols, 3)
+	data, run, backups := vols[0].ObjectValue(), vols[1].ObjectValue(), vols[2].ObjectValue()
+	assert.Equal(t, "/srv/emailclient/redis", data["hostPath"].StringValue(), "the broker's data, read-only")
+	assert.True(t, data["readOnly"].BoolValue())
+	assert.Equal(t, "emailclient-redis-run", run["volumeName"].StringValue())
+	assert.True(t, run["readOnly"].BoolValue())
+	assert.Equal(t, "redis-backups", backups["volumeName"].StringValue())
+	assert.False(t, backups["readOnly"].HasValue() && backups["readOnly"].BoolValue(), "backups are written")
+	assert.True(t, resOf(t, r, "ops-backups").RetainOnDelete, "backups outlive the stack")
+	assert.Contains(t, resOf(t, r, "ops-backup").DependsOn, "broker-redis")
+
+	metrics := get(t, r, declared.ContainerType, "ops-metrics")
+	assert.Equal(t, []string{"metrics", "--listen", ":9121", "--backup-dir", "/backups"}, strs(metrics["command"]))
+	assert.Equal(t, []string{"CMD", "/redis-ops", "healthz", "--url=http://127.0.0.1:9121/healthz"}, strs(metrics["healthcheck"].ObjectValue()["tests"]))
+	assert.Equal(t, []string{components.MetricsAlias}, strs(metrics["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]))
+	assert.False(t, metrics["ports"].HasValue() && len(metrics["ports"].ArrayValue()) > 0, "no host port unless configured")
+	assert.True(t, metrics["volumes"].ArrayValue()[1].ObjectValue()["readOnly"].BoolValue(), "backups read-only for metrics")
+}
+
+func TestOperationsSettingsAreConfigurable(t *testing.T) {
+	r := run(t, "dev", declared.Options{Config: map[string]string{"operations": `{"build":"prebuilt","backup":{"enabled":true,"schedule":"*/5 * * * *","retention":"48h","volume":"b"},"metrics":{"enabled":true,"hostPort":9121}}`}})
+	build := get(t, r, declared.ImageType, "ops-image")["build"].ObjectValue()
+	assert.Contains(t, build["dockerfile"].StringValue(), "deployment/docker/ops/Dockerfile")
+	assert.NotContains(t, build["dockerfile"].StringValue(), "source")
+	backup := get(t, r, declared.ContainerType, "ops-backup")
+	assert.Contains(t, strs(backup["command"]), "*/5 * * * *")
+	assert.Equal(t, "redis-data", backup["volumes"].ArrayValue()[0].ObjectValue()["volumeName"].StringValue())
+	p := get(t, r, declared.ContainerType, "ops-metrics")["ports"].ArrayValue()[0].ObjectValue()
+	assert.Equal(t, "127.0.0.1", p["ip"].StringValue())
+	assert.Equal(t, float64(9121), p["external"].NumberValue())
+}
+
+func TestPasswordRotationRegeneratesPasswords(t *testing.T) {
+	for _, name := range []string{"broker-celery-password", "broker-ops-password"} {
+		before := get(t, run(t, "dev", declared.Options{}), declared.PasswordType, name)
+		after := get(t, run(t, "dev", declared.Options{Config: map[string]string{"passwordRotation": "2"}}), declared.PasswordType, name)
+		assert.Equal(t, "0", before["keepers"].ObjectValue()["rotation"].StringValue())
+		assert.Equal(t, "2", after["keepers"].ObjectValue()["rotation"].StringValue(), "a changed keeper makes the provider generate a new password")
+	}
+}
