@@ -75,15 +75,7 @@ func Start(t testing.TB, stack string, opts Options) *Broker {
 	for _, d := range []string{b.RunDir, b.DataDir} {
 		must(t, os.Mkdir(d, 0o700))
 	}
-	for path, content := range Uploads(t, r) {
-		if path == redisconf.ConfigFile {
-			content = relocate(content, b.RunDir, b.DataDir)
-		}
-		must(t, os.WriteFile(filepath.Join(b.RunDir, filepath.Base(path)), []byte(content), 0o444))
-	}
-	b.Ops = readFile(t, filepath.Join(b.RunDir, "ops.password"))
-	b.Celery = celeryPassword(t, r, opts.Secrets)
-	chownToRedis(t, b.RunDir, b.DataDir)
+	b.writeRuntimeFiles(t, r, opts)
 	b.Server = redistest.Start(t, redistest.Options{
 		ConfigFile: filepath.Join(b.RunDir, "redis.conf"),
 		Args:       opts.Args,
@@ -107,6 +99,35 @@ func relocate(conf, runDir, dataDir string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// writeRuntimeFiles writes the declared uploads into the run directory, as a container creation does.
+func (b *Broker) writeRuntimeFiles(t testing.TB, r *declared.Result, opts Options) {
+	t.Helper()
+	for path, content := range Uploads(t, r) {
+		if path == redisconf.ConfigFile {
+			content = relocate(content, b.RunDir, b.DataDir)
+		}
+		file := filepath.Join(b.RunDir, filepath.Base(path))
+		_ = os.Remove(file)
+		must(t, os.WriteFile(file, []byte(content), 0o444))
+	}
+	b.Ops = readFile(t, filepath.Join(b.RunDir, "ops.password"))
+	b.Celery = celeryPassword(t, r, opts.Secrets)
+	chownToRedis(t, b.RunDir, b.DataDir)
+}
+
+// Redeploy evaluates the program again with opts (e.g. rotated passwords) and restarts the server with
+// the new runtime files on the same data directory: what replacing the container does.
+func (b *Broker) Redeploy(t testing.TB, stack string, opts Options) {
+	t.Helper()
+	r, err := declared.Run(stack, declared.Options{Config: opts.Config, Secrets: opts.Secrets})
+	if err != nil {
+		t.Fatalf("program for %s: %v", stack, err)
+	}
+	b.Stop()
+	b.writeRuntimeFiles(t, r, opts)
+	b.Restart(t)
 }
 
 func celeryPassword(t testing.TB, r *declared.Result, secrets map[string]string) string {
