@@ -82,9 +82,6 @@ eviction statistics. Progress goes to stderr on a terminal or with --progress.`)
 		return err
 	}
 	c.markSet(fs)
-	if o.batch <= 0 || o.top < 0 || o.samples < 0 {
-		return withCode(ExitUsage, errors.New("--batch must be positive, --top and --samples not negative"))
-	}
 	o.queues = strings.Split(*queues, ",")
 	client, err := c.connect(ctx, e)
 	if err != nil {

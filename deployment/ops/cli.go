@@ -156,15 +156,19 @@ func (e *env) newFlagSet(name, synopsis, description string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses flags, turning a flag error into a usage error.
+// parse parses flags, turning a flag error into a usage error, and checks
+// every numeric and duration flag against flagRanges.
 func parse(fs *flag.FlagSet, args []string) error {
+	if err := checkRanges(fs); err != nil { // the defaults: a flag missing in flagRanges
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return withCode(ExitUsage, errReported)
 	}
-	return nil
+	return checkRanges(fs)
 }
 
 // isTerminal reports whether w is a character device (a terminal).

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -67,9 +69,6 @@ func envOr(getenv func(string) string, key, def string) string {
 
 // options resolves the flags into go-redis options.
 func (c *connFlags) options(ctx context.Context, e *env) (*redis.Options, error) {
-	if c.timeout <= 0 {
-		return nil, withCode(ExitUsage, fmt.Errorf("--timeout must be positive, got %v", c.timeout))
-	}
 	password, err := c.password(e)
 	if err != nil {
 		return nil, err
@@ -84,7 +83,7 @@ func (c *connFlags) options(ctx context.Context, e *env) (*redis.Options, error)
 	case c.url != "" && !c.set["addr"]:
 		o, err = redis.ParseURL(c.url)
 		if err != nil {
-			return nil, withCode(ExitUsage, fmt.Errorf("parse --url: %w", err))
+			return nil, urlError(c.url, err)
 		}
 		if o.Username == "" {
 			o.Username = c.user
@@ -93,6 +92,9 @@ func (c *connFlags) options(ctx context.Context, e *env) (*redis.Options, error)
 			o.Password = password
 		}
 	default:
+		if err := checkAddr(c.addr); err != nil {
+			return nil, err
+		}
 		o = &redis.Options{Addr: c.addr, Username: c.user, Password: password}
 	}
 	if err != nil {
@@ -105,14 +107,73 @@ func (c *connFlags) options(ctx context.Context, e *env) (*redis.Options, error)
 	return o, nil
 }
 
+// checkAddr accepts host:port with a port 1-65535 and no whitespace or control
+// characters (a newline would split the one-line output of health).
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	bad := func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
+	if err != nil || perr != nil || n < 1 || n > 65535 || strings.ContainsFunc(addr, bad) {
+		return withCode(ExitUsage, fmt.Errorf("--addr/REDIS_ADDR %q: want host:port, a port 1-65535, no whitespace or control characters", addr))
+	}
+	return nil
+}
+
+// urlError is a usage error for a --url that does not parse, without the
+// URL's password: url.Parse's message quotes the whole URL, so only its cause
+// is kept, and the URL is shown with the password replaced.
+func urlError(raw string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	msg := err.Error()
+	if pw := urlPassword(raw); pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return withCode(ExitUsage, fmt.Errorf("--url/REDIS_URL %q: %s", redactURL(raw), msg))
+}
+
+// userinfoSpan returns where the userinfo of a URL that may not parse is:
+// after "scheme://" and before the last "@" (a password may hold "/", "?",
+// "#" or "@" unescaped, so everything up to the last "@" counts).
+func userinfoSpan(raw string) (start, end int) {
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	end = strings.LastIndex(raw[start:], "@")
+	if end < 0 {
+		return start, start
+	}
+	return start, start + end
+}
+
+// urlPassword is the raw password of a URL that may not parse ("" if none).
+func urlPassword(raw string) string {
+	start, end := userinfoSpan(raw)
+	_, pw, _ := strings.Cut(raw[start:end], ":")
+	return pw
+}
+
+// redactURL replaces the password of a URL that may not parse with "xxxxx"
+// (url.URL.Redacted needs a parsed URL).
+func redactURL(raw string) string {
+	start, end := userinfoSpan(raw)
+	user, _, hasPassword := strings.Cut(raw[start:end], ":")
+	if !hasPassword {
+		return raw
+	}
+	return raw[:start] + user + ":xxxxx" + raw[end:]
+}
+
 // password reads the password from --password-file, else $REDIS_PASSWORD.
 func (c *connFlags) password(e *env) (string, error) {
 	if c.passwordFile == "" {
 		return e.getenv("REDIS_PASSWORD"), nil
 	}
-	b, err := os.ReadFile(c.passwordFile)
+	b, err := os.ReadFile(c.passwordFile) // the error names the path, never the content
 	if err != nil {
-		return "", fmt.Errorf("read password file: %w", err)
+		return "", withCode(ExitUsage, fmt.Errorf("--password-file/REDIS_PASSWORD_FILE: read password file: %w", err))
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
@@ -151,6 +212,9 @@ func (c *connFlags) stackOptions(ctx context.Context, password string) (*redis.O
 	}
 	o := &redis.Options{Addr: net.JoinHostPort(so.RedisHost, port), Username: c.user, Password: so.OpsPassword}
 	if c.set["addr"] {
+		if err := checkAddr(c.addr); err != nil {
+			return nil, err
+		}
 		o.Addr = c.addr
 	}
 	if password != "" {

@@ -23,6 +23,9 @@ aof_last_write_status, aof_last_bgrewrite_status), memory (used_memory over
 	line, err := checkHealth(ctx, e, c, *memWarn)
 	if err != nil {
 		code := exitCode(err)
+		if code == ExitUsage {
+			return err // a bad --addr, --url or --password-file: not a verdict, a usage error on stderr
+		}
 		fmt.Fprintf(e.stdout, "CRITICAL %s: %v\n", codeName(code), err)
 		return withCode(code, errReported)
 	}

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -65,9 +64,6 @@ found with SCAN at the first scrape and again every --queue-refresh.`)
 		return err
 	}
 	c.markSet(fs)
-	if o.scrapeTimeout <= 0 || o.queueRefresh < 0 {
-		return withCode(ExitUsage, errors.New("--scrape-timeout must be positive and --queue-refresh not negative"))
-	}
 	if _, err := c.options(ctx, e); err != nil && exitCode(err) == ExitUsage {
 		return err
 	}

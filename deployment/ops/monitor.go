@@ -29,9 +29,6 @@ once at start with SCAN).`)
 		return err
 	}
 	c.markSet(fs)
-	if *interval <= 0 {
-		return withCode(ExitUsage, fmt.Errorf("--interval must be positive"))
-	}
 	client, err := c.connect(ctx, e)
 	if err != nil {
 		return err

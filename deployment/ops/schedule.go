@@ -87,7 +87,7 @@ binary embeds the zone database). --every runs at a fixed interval instead
 		return withCode(ExitUsage, err)
 	}
 	if _, err := c.options(ctx, e); err != nil && exitCode(err) == ExitUsage {
-		return err // a bad --timeout or --url is a usage error; anything else is a failed run later
+		return err // a bad --addr, --url or --password-file is a usage error; anything else is a failed run later
 	}
 	zone, _ := e.now().Zone()
 	fmt.Fprintf(e.stderr, "redis-ops schedule: %s (zone %s), dir %s, retention %v, verify %v; first run at %s\n",
@@ -118,15 +118,8 @@ func (o *scheduleOptions) validate(e *env) (schedule, error) {
 		return nil, errors.New("--cron and --every are mutually exclusive")
 	case o.cron == "" && o.every == 0:
 		return nil, errors.New("one of --cron or --every is required")
-	case o.retention < 0:
-		return nil, fmt.Errorf("--retention must not be negative, got %v", o.retention)
-	case o.wait <= 0:
-		return nil, fmt.Errorf("--wait must be positive, got %v", o.wait)
 	}
-	if o.every != 0 {
-		if o.every < time.Second {
-			return nil, fmt.Errorf("--every must be at least 1s, got %v", o.every)
-		}
+	if o.every != 0 { // at least 1s: checked by parse
 		return everySchedule{d: o.every, start: e.now()}, nil
 	}
 	return parseCron(o.cron, time.Local)
