@@ -1,13 +1,19 @@
 # emailclient-infra: the single entry point. `make help` lists the targets.
 GO ?= go
 STACK ?= dev
+FUZZTIME ?= 20s
 
-.PHONY: help test unit lint up preview destroy config base-images
+.PHONY: help test fuzz unit lint up preview destroy config base-images
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-test: lint ## all test tiers this machine supports (unit, real Redis, real Celery, Docker engine)
+test: lint ## all test tiers this machine supports (unit, real Redis, real Celery, Docker engine), then the fuzzers
 	$(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) fuzz
+
+fuzz: ## the fuzzers, bounded (FUZZTIME each, default 20s)
+	$(GO) test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./components/redisconf
+	$(GO) test -run '^$$' -fuzz FuzzSettings -fuzztime $(FUZZTIME) ./tests/reliability
 
 unit: ## the unit tier only (Pulumi mocks, validation, golden files)
 	$(GO) test -count=1 ./stacks/... ./components/... ./tests/declared/...
