@@ -48,6 +48,11 @@ func Uploads(t testing.TB, r *declared.Result) map[string]string {
 	if !ok {
 		t.Fatal("the Redis container is not declared")
 	}
+	return uploadsOf(c)
+}
+
+// uploadsOf returns a declared container's uploads by path.
+func uploadsOf(c declared.Resource) map[string]string {
 	up := c.Inputs["uploads"]
 	if up.IsSecret() {
 		up = up.SecretValue().Element

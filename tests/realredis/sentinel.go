@@ -18,6 +18,7 @@ import (
 	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/components/redisconf"
 	"github.com/emailclient/emailclient-infra/tests/declared"
+	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
 
 // Topology is a sentinel topology started from what the program declares: every node and Sentinel
@@ -91,7 +92,7 @@ var aliasRe = regexp.MustCompile(`\b(redis|sentinel)-[0-9]+\b`)
 // settings, e.g. a short downAfterMilliseconds) and starts every declared data node and Sentinel.
 func StartSentinel(t testing.TB, stack, topology string) *Topology {
 	t.Helper()
-	requireRedisTier(t)
+	redistest.Require(t)
 	r, err := declared.Run(stack, declared.Options{Config: map[string]string{"topology": topology, "container": `{"hostPort":0}`}})
 	if err != nil {
 		t.Fatalf("program for %s: %v", stack, err)
@@ -129,7 +130,7 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 		p := &Process{Alias: alias, IP: ips[alias], RunDir: filepath.Join(base, "run"), DataDir: filepath.Join(base, "data"), entry: entry, logPath: filepath.Join(base, "log")}
 		must(t, os.Mkdir(p.RunDir, 0o700))
 		must(t, os.Mkdir(p.DataDir, 0o700))
-		for path, content := range uploadsOf(t, res) {
+		for path, content := range uploadsOf(res) {
 			// Only addresses and the container's paths move; every other line stays as declared.
 			content = toIP(strings.NewReplacer("bind * -::*", "bind "+p.IP, "dir "+redisconf.DataDir+"\n", "dir "+p.DataDir+"\n",
 				redisconf.RunDir+"/", p.RunDir+"/").Replace(content))
@@ -158,29 +159,6 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 	top.Master = top.Env["CELERY_SENTINEL_MASTER_NAME"]
 	top.waitReady(t)
 	return top
-}
-
-func requireRedisTier(t testing.TB) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		msg := "tier redis: redis-server not installed (apt-get install redis-server)"
-		if strings.Contains(os.Getenv("EMAILCLIENT_REQUIRE_TIERS"), "redis") {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
-
-func uploadsOf(t testing.TB, res declared.Resource) map[string]string {
-	up := res.Inputs["uploads"]
-	if up.IsSecret() {
-		up = up.SecretValue().Element
-	}
-	out := map[string]string{}
-	for _, u := range up.ArrayValue() {
-		o := u.ObjectValue()
-		out[o["file"].StringValue()] = o["content"].StringValue()
-	}
-	return out
 }
 
 // NodeClient connects to a data node as the ops user.
