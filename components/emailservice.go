@@ -90,7 +90,7 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 				Context:    pulumi.String(args.BuildContext),
 				Dockerfile: pulumi.String(filepath.Join(args.BuildContext, "Dockerfile")),
 				Args:       pulumi.StringMap{"BASE_IMAGE": pulumi.String(args.Container.BaseImage)},
-				Platform:   pulumi.String(args.Platform),
+				Platform:   pulumi.String(args.platform()),
 			},
 		}, parent)
 		if err != nil {
@@ -133,6 +133,14 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{"containerName": s.ContainerName, "image": s.Image})
 }
 
+// platform is Platform or its default, linux/amd64.
+func (a *EmailServiceArgs) platform() string {
+	if a.Platform == "" {
+		return "linux/amd64"
+	}
+	return a.Platform
+}
+
 func (a *EmailServiceArgs) validate() error {
 	if a == nil {
 		return errors.New("args are required")
@@ -143,9 +151,6 @@ func (a *EmailServiceArgs) validate() error {
 	}
 	if a.Container.Image == "" && a.BuildContext == "" {
 		errs = append(errs, errors.New("BuildContext: required when emailService.image is empty"))
-	}
-	if a.Platform == "" {
-		a.Platform = "linux/amd64"
 	}
 	return errors.Join(append(errs, a.Container.Validate("emailService."), a.Celery.Validate("celery."))...)
 }
