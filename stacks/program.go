@@ -2,8 +2,10 @@ package stacks
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -37,6 +39,10 @@ func Program(ctx *pulumi.Context) error {
 	ctx.Export("redisHost", b.Host)
 	ctx.Export("redisPort", b.Port)
 	ctx.Export("redisHostPort", pulumi.Int(d.Settings.Container.HostPort))
+	if c := d.Settings.Container; c.HostPort != 0 {
+		// Where the ops tools reach Redis from this host (redis-ops --stack).
+		ctx.Export("redisHostAddress", pulumi.String(net.JoinHostPort(c.HostIP, strconv.Itoa(c.HostPort))))
+	}
 	ctx.Export("network", b.Network)
 	ctx.Export("redisContainer", b.ContainerName)
 	ctx.Export("redisImage", b.Image)

@@ -344,4 +344,5 @@ func TestOutputsAreSecret(t *testing.T) {
 	}
 	host, _ := internals.UnsafeAwaitOutput(ctx, d.Broker.Host)
 	assert.Equal(t, "redis", host.Value)
+	assert.Equal(t, "127.0.0.1", d.Settings.Container.HostIP, "redisHostAddress (what redis-ops --stack dev uses) is on loopback")
 }

@@ -180,9 +180,12 @@ func (c *connFlags) password(e *env) (string, error) {
 
 // stackOutputs are the Pulumi stack outputs redis-ops uses.
 type stackOutputs struct {
-	RedisHost   string          `json:"redisHost"`
-	RedisPort   json.RawMessage `json:"redisPort"`
-	OpsPassword string          `json:"opsPassword"`
+	// RedisHostAddress is host:port where the stack publishes Redis on this host (dev); absent when
+	// it publishes none (prod), where redisHost:redisPort resolves only on the Docker network.
+	RedisHostAddress string          `json:"redisHostAddress"`
+	RedisHost        string          `json:"redisHost"`
+	RedisPort        json.RawMessage `json:"redisPort"`
+	OpsPassword      string          `json:"opsPassword"`
 }
 
 // stackOptions runs the pulumi CLI for the stack's outputs. An explicit
@@ -211,6 +214,9 @@ func (c *connFlags) stackOptions(ctx context.Context, password string) (*redis.O
 		return nil, fmt.Errorf("stack %s: redisPort %q is not a number", c.stack, port)
 	}
 	o := &redis.Options{Addr: net.JoinHostPort(so.RedisHost, port), Username: c.user, Password: so.OpsPassword}
+	if so.RedisHostAddress != "" {
+		o.Addr = so.RedisHostAddress
+	}
 	if c.set["addr"] {
 		if err := checkAddr(c.addr); err != nil {
 			return nil, err

@@ -150,6 +150,14 @@ func TestStackOutputs(t *testing.T) {
 	if r := cli(t, "127.0.0.1:1", map[string]string{"REDIS_PASSWORD": ""}, "health", "--stack", "dev"); r.code != ExitOK {
 		t.Errorf("--stack dev: %v", r)
 	}
+	// A stack that publishes Redis on the host (dev): its redisHostAddress wins over the network alias.
+	published, _ := json.Marshal(map[string]any{"redisHost": "redis", "redisPort": 6379, "redisHostAddress": s.Addr(), "opsPassword": testPassword})
+	if err := os.WriteFile(outFile, published, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, "127.0.0.1:1", map[string]string{"REDIS_PASSWORD": ""}, "health", "--stack", "dev"); r.code != ExitOK {
+		t.Errorf("--stack dev with redisHostAddress: %v", r)
+	}
 	if r := cli(t, "127.0.0.1:1", map[string]string{"REDIS_PASSWORD": ""}, "health", "--stack", "prod"); r.code != ExitError || !strings.Contains(r.stdout+r.stderr, "pulumi stack output --stack prod") {
 		t.Errorf("--stack prod (pulumi fails): %v", r)
 	}
