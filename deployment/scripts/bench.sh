@@ -4,8 +4,9 @@
 # machine, the versions and this command). `make bench` runs it. Nothing here asserts a timing.
 #
 # Sizes and repetitions (environment; defaults in brackets):
-#   BENCH_REPS [5 for redis-benchmark and Celery, 3 for the ops tools and Docker]: repetitions
-#   BENCH_REQUESTS [100000]      redis-benchmark requests per test (x10 pipelined)
+#   BENCH_REPS [5 for redis-benchmark and Celery, 3 for the ops tools]: repetitions
+#   BENCH_DOCKER_REPS [2]        repetitions of each Docker time-to-healthy case (each is ~30 s)
+#   BENCH_REQUESTS [50000]       redis-benchmark requests per test (x10 pipelined)
 #   BENCH_CELERY_TASKS [500]     Celery tasks per repetition
 #   BENCH_KEYS [1000000]         keys for redis-ops analyze vs redis-cli --memkeys/--bigkeys
 #   BENCH_BACKUP_MB [1024]       dataset for redis-ops backup vs redis-cli --rdb + sha256sum
@@ -45,10 +46,10 @@ export BENCH_RESULTS="$work/results.jsonl"
 
 # The command line as a user would type it, with the size settings that were given.
 settings=""
-for v in BENCH_REPS BENCH_REQUESTS BENCH_CELERY_TASKS BENCH_KEYS BENCH_BACKUP_MB BENCH_DOCKER_MB BENCH_PROGRAM_COUNT BENCH_ONLY; do
+for v in BENCH_REPS BENCH_DOCKER_REPS BENCH_REQUESTS BENCH_CELERY_TASKS BENCH_KEYS BENCH_BACKUP_MB BENCH_DOCKER_MB BENCH_PROGRAM_COUNT BENCH_ONLY; do
   if [ -n "${!v:-}" ]; then settings+="$v=${!v} "; fi
 done
-effective="BENCH_KEYS=${BENCH_KEYS:-1000000} BENCH_BACKUP_MB=${BENCH_BACKUP_MB:-1024} BENCH_DOCKER_MB=${BENCH_DOCKER_MB:-1024} BENCH_REQUESTS=${BENCH_REQUESTS:-100000} BENCH_CELERY_TASKS=${BENCH_CELERY_TASKS:-500} BENCH_REPS=${BENCH_REPS:-default} BENCH_PROGRAM_COUNT=$PROGRAM_COUNT"
+effective="BENCH_KEYS=${BENCH_KEYS:-1000000} BENCH_BACKUP_MB=${BENCH_BACKUP_MB:-1024} BENCH_DOCKER_MB=${BENCH_DOCKER_MB:-1024} BENCH_REQUESTS=${BENCH_REQUESTS:-50000} BENCH_CELERY_TASKS=${BENCH_CELERY_TASKS:-500} BENCH_REPS=${BENCH_REPS:-5/5/3/3 (redis-benchmark/Celery/analyze/backup)} BENCH_DOCKER_REPS=${BENCH_DOCKER_REPS:-2} BENCH_PROGRAM_COUNT=$PROGRAM_COUNT"
 start=$(date +%s)
 
 status=0

@@ -27,13 +27,13 @@ type target struct {
 // through the image's entrypoint with the declared redis.conf and ACL file, tests/realredis) and a
 // stock redis-server (no config file: Redis defaults, no auth), BENCH_REPS times in rotating order.
 //
-// Sizes: BENCH_REQUESTS (default 100000) per unpipelined test, 10x that pipelined.
+// Sizes: BENCH_REQUESTS (default 50000) per unpipelined test, 10x that pipelined.
 func BenchmarkRedisThroughput(b *testing.B) {
 	if _, err := exec.LookPath("redis-benchmark"); err != nil {
 		b.Skip("redis-benchmark not installed (apt-get install redis-tools)")
 	}
 	reps := Reps(b, 5)
-	requests := EnvInt(b, "BENCH_REQUESTS", 100000)
+	requests := EnvInt(b, "BENCH_REQUESTS", 50000)
 	dev := realredis.Start(b, "dev", realredis.Options{})
 	prod := realredis.Start(b, "prod", realredis.Options{})
 	stock := redistest.Start(b, redistest.Options{})
