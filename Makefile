@@ -3,7 +3,7 @@ GO ?= go
 STACK ?= dev
 FUZZTIME ?= 20s
 
-.PHONY: help test fuzz unit lint up preview destroy config base-images
+.PHONY: help test fuzz unit lint up preview outputs destroy config base-images
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -27,6 +27,9 @@ up: ## deploy STACK (default dev) with local file state in .pulumi-state/
 
 preview: ## preview STACK
 	bash deployment/scripts/deploy.sh preview $(STACK)
+
+outputs: ## show STACK's outputs (secrets hidden; see deploy.sh output)
+	bash deployment/scripts/deploy.sh output $(STACK)
 
 destroy: ## destroy STACK (the data volume is kept)
 	bash deployment/scripts/deploy.sh destroy $(STACK)
