@@ -76,6 +76,13 @@ type ApplyOptions struct {
 	KeepHostPorts bool
 	// HealthyTimeout is used for `wait: true` when no waitTimeout is declared (default 120s).
 	HealthyTimeout time.Duration
+	// DependsOn, when set, gives the logical names each container (logical name) depends on, e.g. a
+	// declared.Resource's DependsOn; names that are not declared containers are ignored. Containers are
+	// then created in dependency levels, as Pulumi creates independent resources in parallel: every
+	// container of a level is created and started before any of them is waited for (`wait: true`), so
+	// containers that only become healthy together (Sentinels and their quorum) can. A dependency cycle
+	// fails the test. When nil, containers are created and awaited one by one in declaration order.
+	DependsOn map[string][]string
 }
 
 // Require skips the test (one line) when no Docker engine answers; it fails instead when
@@ -182,7 +189,7 @@ type Deployment struct {
 func (d *Deployment) Suffix() string { return d.suffix }
 
 // Apply creates the declared resources on the engine, in dependency order: images, networks, volumes,
-// then containers in declaration order. It translates everything first and fails, listing every
+// then containers in declaration order (or by dependency level, see ApplyOptions.DependsOn). It translates everything first and fails, listing every
 // problem, before creating anything.
 func Apply(t testing.TB, resources []Resource, opts ApplyOptions) *Deployment {
 	t.Helper()
@@ -260,10 +267,71 @@ func Apply(t testing.TB, resources []Resource, opts ApplyOptions) *Deployment {
 		d.track(func() { d.quiet("volume", "rm", "-f", v.real) })
 		d.must(t, "volume "+v.logical, append([]string{"volume", "create"}, v.args...)...)
 	}
-	for _, c := range d.ctrs {
-		d.createAndStart(t, c)
+	if opts.DependsOn == nil {
+		for _, c := range d.ctrs {
+			d.createAndStart(t, c)
+		}
+		return d
+	}
+	levels, err := d.levels(opts.DependsOn)
+	if err != nil {
+		t.Fatalf("dockertest: %v", err)
+	}
+	for _, level := range levels {
+		started := time.Now()
+		for _, c := range level {
+			d.create(t, c)
+			d.startNoWait(t, c)
+		}
+		for _, c := range level {
+			d.awaitStarted(t, c, started)
+		}
 	}
 	return d
+}
+
+// levels groups the containers by dependency level (level 0 depends on no declared container), each
+// level in declaration order.
+func (d *Deployment) levels(deps map[string][]string) ([][]*ctrRes, error) {
+	level := map[*ctrRes]int{}
+	const visiting = -1
+	var visit func(c *ctrRes, path []string) (int, error)
+	visit = func(c *ctrRes, path []string) (int, error) {
+		if l, ok := level[c]; ok {
+			if l == visiting {
+				return 0, fmt.Errorf("container dependency cycle: %s", strings.Join(append(path, c.logical), " -> "))
+			}
+			return l, nil
+		}
+		level[c] = visiting
+		l := 0
+		for _, name := range deps[c.logical] {
+			dep := d.byName[name]
+			if dep == nil || dep == c {
+				continue
+			}
+			dl, err := visit(dep, append(path, c.logical))
+			if err != nil {
+				return 0, err
+			}
+			l = max(l, dl+1)
+		}
+		level[c] = l
+		return l, nil
+	}
+	var out [][]*ctrRes
+	for _, c := range d.ctrs {
+		if _, err := visit(c, nil); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range d.ctrs {
+		for len(out) <= level[c] {
+			out = append(out, nil)
+		}
+		out[level[c]] = append(out[level[c]], c)
+	}
+	return out, nil
 }
 
 // MakeSuffix returns a docker-name-safe unique suffix derived from name.

@@ -279,3 +279,36 @@ func TestTranslateRejectsUnknownFields(t *testing.T) {
 		t.Errorf("CMD healthcheck not translated: %v", c.flags)
 	}
 }
+
+// TestLevels needs no engine: containers are grouped by dependency level (declaration order inside a
+// level, non-container names ignored) and a cycle is an error.
+func TestLevels(t *testing.T) {
+	d := &Deployment{t: t, byName: map[string]*ctrRes{}}
+	for _, n := range []string{"redis-0", "redis-1", "sentinel-1", "sentinel-2", "worker"} {
+		c := &ctrRes{logical: n, declared: n + "-declared"}
+		d.ctrs = append(d.ctrs, c)
+		d.byName[c.logical], d.byName[c.declared] = c, c
+	}
+	levels, err := d.levels(map[string][]string{
+		"sentinel-1": {"image", "redis-0", "redis-1"},
+		"sentinel-2": {"redis-0", "redis-1-declared", "network"},
+		"worker":     {"sentinel-1", "sentinel-2", "redis-0"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range levels {
+		var names []string
+		for _, c := range l {
+			names = append(names, c.logical)
+		}
+		got = append(got, strings.Join(names, ","))
+	}
+	if want := []string{"redis-0,redis-1", "sentinel-1,sentinel-2", "worker"}; !slices.Equal(got, want) {
+		t.Errorf("levels = %q, want %q", got, want)
+	}
+	if _, err := d.levels(map[string][]string{"redis-0": {"worker"}, "worker": {"redis-0"}}); err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("cycle: err = %v", err)
+	}
+}

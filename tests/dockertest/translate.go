@@ -893,6 +893,15 @@ func shellJoin(args []string) string {
 
 func (d *Deployment) createAndStart(t testing.TB, c *ctrRes) {
 	t.Helper()
+	d.create(t, c)
+	start := time.Now()
+	d.startNoWait(t, c)
+	d.awaitStarted(t, c, start)
+}
+
+// create creates the container, connects its extra networks and uploads its files (not started).
+func (d *Deployment) create(t testing.TB, c *ctrRes) {
+	t.Helper()
 	args := []string{"create", "--name", c.real}
 	args = append(args, c.flags...)
 	if len(c.env) > 0 {
@@ -940,12 +949,24 @@ func (d *Deployment) createAndStart(t testing.TB, c *ctrRes) {
 				c.logical, u.file, err, strings.TrimSpace(errOut))
 		}
 	}
+}
+
+// startNoWait starts the container (unless it declares start: false).
+func (d *Deployment) startNoWait(t testing.TB, c *ctrRes) {
+	t.Helper()
 	if !c.start {
 		return
 	}
-	start := time.Now()
 	if _, err := d.run(2*time.Minute, "start", c.real); err != nil {
 		t.Fatalf("dockertest: container %s: %v\ndocker logs:\n%s", c.logical, err, d.Logs(c.logical))
+	}
+}
+
+// awaitStarted waits for health when the container declares wait, else checks it runs when it must.
+func (d *Deployment) awaitStarted(t testing.TB, c *ctrRes, start time.Time) {
+	t.Helper()
+	if !c.start {
+		return
 	}
 	if c.wait {
 		if err := d.waitStatus(c, "healthy", c.waitTimeout); err != nil {

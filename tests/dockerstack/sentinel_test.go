@@ -1,0 +1,247 @@
+package dockerstack
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emailclient/emailclient-infra/components/redisconf"
+	"github.com/emailclient/emailclient-infra/tests/celerytest"
+	"github.com/emailclient/emailclient-infra/tests/declared"
+	"github.com/emailclient/emailclient-infra/tests/dockertest"
+)
+
+// Logical names of the sentinel topology's containers (components/redisbroker.go).
+const (
+	primaryCtr  = "broker-redis-0"
+	masterName  = "emailclient"
+	sentinelPfx = "broker-sentinel-"
+)
+
+// shortHealthcheck is the container config of the tier-4 topology tests: no host port (sentinel mode
+// refuses one), the offline base image and a short healthcheck schedule.
+const shortHealthcheck = `{"hostPort":0,"baseImage":"` + dockertest.RedisBase + `","healthcheck":{"interval":"3s","timeout":"2s","retries":3,"startPeriod":"2s"}}`
+
+// containerDeps is what each declared container depends on (the recorded dependencies: explicit
+// DependsOn and the resources its inputs come from), for dockertest's dependency levels.
+func containerDeps(res *declared.Result) map[string][]string {
+	m := map[string][]string{}
+	for _, c := range res.ByType(declared.ContainerType) {
+		m[c.Name] = append([]string(nil), c.DependsOn...)
+	}
+	return m
+}
+
+// clientRun runs the reference email-service client in its container and parses its one JSON line.
+func clientRun(t *testing.T, d *dockertest.Deployment, args ...string) (celerytest.Result, error) {
+	t.Helper()
+	out, err := d.Exec(t, emailCtr, append([]string{"python3", "-m", "emailworker.client"}, args...)...)
+	noSecrets(t, "client output", out)
+	var res celerytest.Result
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); jerr != nil {
+		if err == nil {
+			err = fmt.Errorf("client output is not one JSON line: %v: %q", jerr, lastLine(out))
+		}
+		return res, err
+	}
+	if err == nil && res.Error != "" {
+		err = fmt.Errorf("client error: %s", res.Error)
+	}
+	return res, err
+}
+
+// sentinelCLI runs redis-cli against the Sentinel in a Sentinel container, with the Sentinels'
+// password read from the uploaded file inside the container.
+func sentinelCLI(t *testing.T, d *dockertest.Deployment, sentinel string, args ...string) (string, error) {
+	t.Helper()
+	script := `REDISCLI_AUTH=$(cat ` + redisconf.SentinelPasswordFile + `) exec redis-cli --no-auth-warning -p ` + strconv.Itoa(redisconf.SentinelPort) + ` "$@"`
+	return d.Exec(t, sentinel, append([]string{"sh", "-c", script, "redis-cli"}, args...)...)
+}
+
+// primaryOf asks a Sentinel for the current primary and names it by the data node (logical container
+// name) it points at, through the node's alias or its address on the broker network.
+func primaryOf(t *testing.T, d *dockertest.Deployment, sentinel string, nodes []string) (node, addr string) {
+	t.Helper()
+	out, err := sentinelCLI(t, d, sentinel, "SENTINEL", "get-master-addr-by-name", masterName)
+	if err != nil {
+		t.Fatalf("SENTINEL get-master-addr-by-name in %s: %v", sentinel, err)
+	}
+	f := strings.Fields(out)
+	if len(f) != 2 {
+		t.Fatalf("SENTINEL get-master-addr-by-name %s in %s answered %q", masterName, sentinel, strings.TrimSpace(out))
+	}
+	addr = f[0] + ":" + f[1]
+	for i, n := range nodes {
+		ip, _ := get(d.Inspect(n), "NetworkSettings", "Networks", d.Network("broker-network"), "IPAddress").(string)
+		if f[0] == fmt.Sprintf("redis-%d", i) || (ip != "" && f[0] == ip) {
+			return n, addr
+		}
+	}
+	return "", addr
+}
+
+// TestSentinelFailoverWithContainers applies the dev stack in sentinel mode on the engine (3 data
+// nodes, 3 Sentinels, the reference email-service worker), runs Celery through the Sentinels, kills the
+// primary's container and measures the failover as the worker sees it.
+func TestSentinelFailoverWithContainers(t *testing.T) {
+	dockertest.Require(t)
+	dockertest.EnsureBaseImages(t, "redis", "celery")
+	cfg := localBases()
+	cfg["topology"] = `{"mode":"sentinel","downAfterMilliseconds":2000,"failoverTimeoutMilliseconds":20000}`
+	cfg["container"] = shortHealthcheck
+	res := declare(t, "dev", cfg)
+
+	var nodes, sentinels []string
+	for _, c := range res.ByType(declared.ContainerType) {
+		switch {
+		case strings.HasPrefix(c.Name, sentinelPfx):
+			sentinels = append(sentinels, c.Name)
+		case strings.HasPrefix(c.Name, redisCtr+"-"):
+			nodes = append(nodes, c.Name)
+		}
+	}
+	slices.Sort(nodes)
+	slices.Sort(sentinels)
+	if len(nodes) < 2 || len(sentinels) < 3 || nodes[0] != primaryCtr {
+		t.Fatalf("the sentinel topology declares data nodes %v and Sentinels %v", nodes, sentinels)
+	}
+	for _, s := range sentinels {
+		in := containerInputs(t, res, s)
+		if !slices.Equal(strs(in["command"]), []string{"sentinel"}) || in["wait"] != true {
+			t.Fatalf("Sentinel %s: command %v wait %v, want [sentinel] and wait: true", s, in["command"], in["wait"])
+		}
+	}
+
+	// A Sentinel's healthcheck (SENTINEL CKQUORUM) passes only once `quorum` Sentinels run, and every
+	// Sentinel declares wait: true, so a Sentinel that depends on another Sentinel is never created by
+	// `pulumi up`: the provider waits (waitTimeout) for the first one to turn healthy alone.
+	deps := containerDeps(res)
+	var chained []string
+	for _, s := range sentinels {
+		for _, dep := range deps[s] {
+			if slices.Contains(sentinels, dep) {
+				chained = append(chained, s+" -> "+dep)
+			}
+		}
+	}
+	if len(chained) > 0 {
+		in := containerInputs(t, res, sentinels[0])
+		t.Errorf("PROGRAM BUG (components/redisbroker.go buildSentinel: `dependsOn: b.Containers` also lists the Sentinels declared before): "+
+			"Sentinels depend on each other (%s). Each declares wait: true (waitTimeout %vs) and is healthy only with a quorum of "+
+			"Sentinels (SENTINEL CKQUORUM, quorum 2 of %d), so `pulumi up` creates %s, waits for it to turn healthy alone, and "+
+			"fails after waitTimeout without ever creating the other Sentinels. The Sentinels must depend on the data nodes only. "+
+			"Continuing with the Sentinel-to-Sentinel dependencies dropped, to measure the failover.",
+			strings.Join(chained, ", "), in["waitTimeout"], len(sentinels), sentinels[0])
+		for _, s := range sentinels {
+			deps[s] = slices.DeleteFunc(slices.Clone(deps[s]), func(n string) bool { return slices.Contains(sentinels, n) })
+		}
+	}
+
+	d, took := apply(t, res, dockertest.ApplyOptions{DependsOn: deps})
+	for _, c := range append(slices.Clone(nodes), sentinels...) {
+		if h := d.Health(c); h != "healthy" {
+			t.Fatalf("%s health = %q after Apply, want healthy", c, h)
+		}
+	}
+	t.Logf("FIGURE sentinel dev stack: apply (%d images, %d data nodes, %d Sentinels, %d containers in all) until all healthy: %s",
+		len(res.ByType(declared.ImageType)), len(nodes), len(sentinels), len(res.ByType(declared.ContainerType)), took.Round(100*time.Millisecond))
+
+	oldPrimary, oldAddr := primaryOf(t, d, sentinels[0], nodes)
+	if oldPrimary != primaryCtr {
+		t.Fatalf("the Sentinels name %s (%s) as primary, want %s", oldAddr, oldPrimary, primaryCtr)
+	}
+	if out, err := sentinelCLI(t, d, sentinels[0], "SENTINEL", "ckquorum", masterName); err != nil || !strings.HasPrefix(out, "OK") {
+		t.Fatalf("SENTINEL CKQUORUM: %q %v", strings.TrimSpace(out), err)
+	}
+
+	// The worker's broker URL goes through the Sentinels.
+	for _, e := range strs(get(d.Inspect(emailCtr), "Config", "Env")) {
+		if v, ok := strings.CutPrefix(e, "CELERY_BROKER_URL="); ok && !strings.HasPrefix(v, "sentinel://") {
+			t.Fatalf("the email service's CELERY_BROKER_URL is not a sentinel:// URL")
+		}
+	}
+
+	warm, err := clientRun(t, d, "send", "--count", "5", "--timeout", "60")
+	if err != nil || warm.Completed != 5 {
+		t.Fatalf("round trip through the Sentinels before the failover: %+v, %v\nemail-service logs:\n%s", warm, err, d.Logs(emailCtr))
+	}
+	t.Logf("FIGURE sentinel celery round trip: 5 tasks in %.3fs (client-measured) on %v", warm.RoundtripSeconds, warm.Workers)
+
+	const n = 200
+	queued, err := clientRun(t, d, "enqueue", "--count", strconv.Itoa(n))
+	if err != nil || len(queued.TaskIDs) != n {
+		t.Fatalf("enqueue %d: %d ids, %v", n, len(queued.TaskIDs), err)
+	}
+
+	kill := time.Now()
+	dockerCmd(t, "kill", d.Container(primaryCtr))
+	if st, _ := get(d.Inspect(primaryCtr), "State", "Status").(string); st == "running" {
+		t.Fatalf("%s still runs after docker kill", primaryCtr)
+	}
+
+	// The first task that round-trips after the kill went through the new primary.
+	// Short attempts (5s each) so that the figure's resolution is a few seconds.
+	var firstOK time.Duration
+	var attempts int
+	var lastErr error
+	var timeline []string
+	for time.Since(kill) < 90*time.Second {
+		attempts++
+		at := time.Since(kill)
+		r, err := clientRun(t, d, "send", "--count", "1", "--timeout", "5")
+		if err == nil && r.Completed == 1 {
+			firstOK = time.Since(kill)
+			timeline = append(timeline, fmt.Sprintf("%.1fs..%.1fs ok", at.Seconds(), firstOK.Seconds()))
+			break
+		}
+		lastErr = fmt.Errorf("%v (completed %d, pending %d, errors %v)", err, r.Completed, r.Pending, r.Errors)
+		timeline = append(timeline, fmt.Sprintf("%.1fs..%.1fs %s", at.Seconds(), time.Since(kill).Seconds(), map[bool]string{true: "error", false: "pending"}[err != nil]))
+	}
+	t.Logf("attempts after the kill: %s", strings.Join(timeline, "; "))
+	// When the Sentinels switched: +switch-master in the first Sentinel's log (container clock).
+	if out, err := exec.Command("docker", "logs", "-t", d.Container(sentinels[0])).CombinedOutput(); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "+switch-master") {
+				if ts, err := time.Parse(time.RFC3339Nano, strings.Fields(l)[0]); err == nil {
+					t.Logf("FIGURE sentinel failover (containers): +switch-master %.1fs after docker kill", ts.Sub(kill).Seconds())
+				}
+				t.Logf("%s: %s", sentinels[0], l)
+			}
+		}
+	}
+	newPrimary, newAddr := primaryOf(t, d, sentinels[0], nodes)
+	if newPrimary == primaryCtr || newPrimary == "" {
+		t.Errorf("after killing %s the Sentinels name %s (%s) as primary, want a promoted replica\n%s logs:\n%s",
+			primaryCtr, newAddr, newPrimary, sentinels[0], d.Logs(sentinels[0]))
+	}
+	if firstOK == 0 {
+		t.Fatalf("no task round-tripped within 90s of killing %s (%d attempts, last: %v); primary now %s (%s), email-service status %v\nemail-service logs:\n%s",
+			primaryCtr, attempts, lastErr, newAddr, newPrimary, get(d.Inspect(emailCtr), "State", "Status"), d.Logs(emailCtr))
+	}
+
+	done, err := clientRun(t, d, append([]string{"collect", "--timeout", "120"}, queued.TaskIDs...)...)
+	if err != nil {
+		t.Errorf("collect the %d tasks queued before the kill: %v", n, err)
+	}
+	lost := n - done.Completed
+	t.Logf("FIGURE sentinel failover (containers): primary %s (%s) -> %s (%s), first task after docker kill in %.1fs (%d attempts, down-after 2s), %d of %d tasks queued before the kill completed, %d lost, %d failed, %d pending",
+		primaryCtr, oldAddr, newPrimary, newAddr, firstOK.Seconds(), attempts, done.Completed, n, lost, done.Failed, done.Pending)
+
+	after, err := clientRun(t, d, "send", "--count", "10", "--timeout", "60")
+	if err != nil || after.Completed != 10 {
+		st := get(d.Inspect(emailCtr), "State")
+		t.Errorf("the worker does not keep working on the new primary (kombu 5.2.4 can stall after reconnecting): %+v, %v\nemail-service state %v\nemail-service logs:\n%s",
+			after, err, st, d.Logs(emailCtr))
+	} else {
+		t.Logf("after the failover: 10 of 10 tasks in %.3fs on %v", after.RoundtripSeconds, after.Workers)
+	}
+	if lost > n/10 {
+		t.Errorf("%d of %d tasks queued before the kill lost: more than the asynchronous-replication window (10%%)", lost, n)
+	}
+}
