@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/emailclient/emailclient-infra/stacks"
+	"github.com/emailclient/emailclient-infra/tests/proc"
 )
 
 // Python is the interpreter that has Debian's python3-celery and
@@ -178,10 +179,7 @@ type Worker struct {
 	workDir  string
 	level    string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
+	proc.Proc
 }
 
 // StartWorker runs `python3 -m celery -A emailworker.app worker` with exactly
@@ -216,7 +214,7 @@ func StartWorkerExpectFail(t testing.TB, env map[string]string) (log string, err
 		t.Fatalf("celerytest: %v", err)
 	}
 	select {
-	case <-w.done:
+	case <-w.Done():
 	case <-time.After(ReadyTimeout):
 		w.Stop()
 		t.Fatalf("celerytest: worker did not exit within %s\n%s", ReadyTimeout, w.tail())
@@ -225,12 +223,10 @@ func StartWorkerExpectFail(t testing.TB, env map[string]string) (log string, err
 	if strings.Contains(log[min(offset, int64(len(log))):], w.readyMarker()) {
 		t.Fatalf("celerytest: worker became ready, expected it to fail")
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.waitErr == nil {
+	if w.WaitErr() == nil {
 		return log, errors.New("worker exited with status 0")
 	}
-	return log, w.waitErr
+	return log, w.WaitErr()
 }
 
 func newWorker(t testing.TB, env map[string]string) *Worker {
@@ -271,32 +267,6 @@ func (w *Worker) LogPath() string { return w.logPath }
 func (w *Worker) Log() string {
 	b, _ := os.ReadFile(w.logPath)
 	return string(b)
-}
-
-// Pid returns the worker's main process id, or 0 when none was started.
-func (w *Worker) Pid() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cmd == nil || w.cmd.Process == nil {
-		return 0
-	}
-	return w.cmd.Process.Pid
-}
-
-// Running reports whether the worker's main process is alive.
-func (w *Worker) Running() bool {
-	w.mu.Lock()
-	done := w.done
-	w.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
 }
 
 // Stop sends SIGTERM (warm shutdown), waits up to StopTimeout, then kills the
@@ -362,21 +332,9 @@ func (w *Worker) spawn() error {
 	cmd.Env = processEnv(w.env, w.workDir)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := w.Start(cmd); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	done := make(chan struct{})
-	w.mu.Lock()
-	w.cmd, w.done, w.waitErr = cmd, done, nil
-	w.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		w.mu.Lock()
-		w.waitErr = err
-		w.mu.Unlock()
-		close(done)
-	}()
 	return nil
 }
 
@@ -385,15 +343,13 @@ func (w *Worker) start() error {
 	if err := w.spawn(); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	done := w.done
-	w.mu.Unlock()
+	done := w.Done()
 	deadline := time.Now().Add(ReadyTimeout)
 	quiet := w.level != "debug" && w.level != "info" // "ready." is logged at info
 	for time.Now().Before(deadline) {
 		select {
 		case <-done:
-			return fmt.Errorf("worker %s exited before it was ready: %v", w.hostname, w.waitErr)
+			return fmt.Errorf("worker %s exited before it was ready: %v", w.hostname, w.WaitErr())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if quiet {
@@ -429,29 +385,7 @@ func (w *Worker) logContainsAfter(offset int64, marker string) bool {
 	return false
 }
 
-func (w *Worker) signalAndWait(sig syscall.Signal, grace time.Duration) {
-	w.mu.Lock()
-	cmd, done := w.cmd, w.done
-	w.mu.Unlock()
-	if cmd == nil || cmd.Process == nil || done == nil {
-		return
-	}
-	pgid := cmd.Process.Pid
-	select {
-	case <-done:
-	default:
-		_ = syscall.Kill(-pgid, sig)
-		if grace > 0 {
-			select {
-			case <-done:
-			case <-time.After(grace):
-			}
-		}
-	}
-	// Whatever is left of the group (pool children) goes now.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-done
-}
+func (w *Worker) signalAndWait(sig syscall.Signal, grace time.Duration) { w.Signal(sig, grace) }
 
 func (w *Worker) tail() string {
 	log := Redact(w.Log(), w.env)

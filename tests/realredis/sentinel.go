@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/components/redisconf"
 	"github.com/emailclient/emailclient-infra/tests/declared"
+	"github.com/emailclient/emailclient-infra/tests/proc"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
 
@@ -43,9 +43,7 @@ type Process struct {
 	args           []string
 	env            []string
 	entry, logPath string
-	mu             sync.Mutex
-	cmd            *exec.Cmd
-	done           chan struct{}
+	proc.Proc
 }
 
 // Addr is ip:port.
@@ -55,35 +53,17 @@ func (p *Process) Addr() string { return fmt.Sprintf("%s:%d", p.IP, p.Port) }
 func (p *Process) Log() string { b, _ := os.ReadFile(p.logPath); return string(b) }
 
 // Kill9 kills the process and waits for it.
-func (p *Process) Kill9() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-done
-}
+func (p *Process) Kill9() { p.Signal(syscall.SIGKILL, 0) }
 
 func (p *Process) start() error {
 	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
+	defer log.Close() // the child has its own descriptor
 	cmd := exec.Command(p.entry, p.args...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = append(os.Environ(), p.env...), log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
-	return nil
+	return p.Start(cmd)
 }
 
 var aliasRe = regexp.MustCompile(`\b(redis|sentinel)-[0-9]+\b`)

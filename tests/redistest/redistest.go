@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/emailclient/emailclient-infra/tests/proc"
 )
 
 // ReadyTimeout is how long Start and Restart wait for the server to accept
@@ -74,11 +76,9 @@ type Server struct {
 	port int
 	dir  string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	output  *bytes.Buffer
+	proc.Proc
+	mu     sync.Mutex // guards output
+	output *bytes.Buffer
 }
 
 // Start runs a redis-server for the test and waits until it is ready; it
@@ -132,8 +132,8 @@ func StartExpectFail(t testing.TB, opts Options) (log string, err error) {
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.done:
-			return s.Log() + s.processOutput(), s.waitErr
+		case <-s.Done():
+			return s.Log() + s.processOutput(), s.WaitErr()
 		case <-deadline:
 			t.Fatalf("redistest: server did not exit within %v\n%s", ReadyTimeout, s.tail())
 		case <-tick.C:
@@ -186,33 +186,6 @@ func (s *Server) LogPath() string { return filepath.Join(s.dir, "redis.log") }
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(s.LogPath())
 	return string(b)
-}
-
-// Pid returns the process id of the current process, or 0 when none was
-// started.
-func (s *Server) Pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil || s.cmd.Process == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// Running reports whether the server process is still alive.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	done := s.done
-	s.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
 }
 
 // Kill9 sends SIGKILL to the server and waits for it to exit.
@@ -269,21 +242,12 @@ func (s *Server) spawn() error {
 	out := &bytes.Buffer{}
 	cmd.Stdout = &lockedWriter{w: out, mu: &s.mu}
 	cmd.Stderr = cmd.Stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	s.mu.Lock()
+	s.output = out
+	s.mu.Unlock()
+	if err := s.Start(cmd); err != nil {
 		return fmt.Errorf("start %s: %w", bin, err)
 	}
-	done := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.done, s.output, s.waitErr = cmd, done, out, nil
-	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.waitErr = err
-		s.mu.Unlock()
-		close(done)
-	}()
 	return nil
 }
 
@@ -306,8 +270,8 @@ func (s *Server) waitReady(offset int) error {
 	deadline := time.Now().Add(ReadyTimeout)
 	for time.Now().Before(deadline) {
 		select {
-		case <-s.done:
-			return fmt.Errorf("redis-server exited before it was ready: %v", s.waitErr)
+		case <-s.Done():
+			return fmt.Errorf("redis-server exited before it was ready: %v", s.WaitErr())
 		default:
 		}
 		log := s.Log()
@@ -330,29 +294,7 @@ func (s *Server) dialable() bool {
 
 // signalAndWait signals the process group and waits for the exit; after
 // grace (when > 0) it escalates to SIGKILL.
-func (s *Server) signalAndWait(sig syscall.Signal, grace time.Duration) {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil || done == nil {
-		return
-	}
-	select {
-	case <-done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, sig)
-	if grace > 0 {
-		select {
-		case <-done:
-			return
-		case <-time.After(grace):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	}
-	<-done
-}
+func (s *Server) signalAndWait(sig syscall.Signal, grace time.Duration) { s.Signal(sig, grace) }
 
 // processOutput returns what the process wrote to stdout and stderr.
 func (s *Server) processOutput() string {
