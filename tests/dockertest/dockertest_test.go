@@ -275,8 +275,8 @@ func TestTranslateRejectsUnknownFields(t *testing.T) {
 	if !slices.Equal(c.args, []string{"-c", "echo hi"}) || !slices.Contains(c.flags, "/bin/sh") {
 		t.Errorf("entrypoint translation: flags %v args %v", c.flags, c.args)
 	}
-	if !slices.Contains(c.flags, "true") {
-		t.Errorf("CMD healthcheck not translated: %v", c.flags)
+	if !slices.Equal(c.healthExec, []string{"true"}) || slices.Contains(c.flags, "--health-cmd") {
+		t.Errorf("CMD healthcheck not kept in exec form: healthExec %v flags %v", c.healthExec, c.flags)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,6 +55,7 @@ type ctrRes struct {
 	env                     []string
 	extraNets               []netAttach
 	uploads                 []upload
+	healthExec              []string // exec-form (CMD) healthcheck test, set through a derived image
 	start, wait, mustRun    bool
 	waitTimeout             time.Duration
 }
@@ -608,8 +610,10 @@ func (d *Deployment) translateContainer(c *ctrRes, r Resource, errs *[]string) {
 				add("--health-cmd", strings.Join(tests[1:], " "))
 				hasHealth = true
 			case "CMD":
-				// The CLI only expresses CMD-SHELL: quote the exec form for /bin/sh (same argv).
-				add("--health-cmd", shellJoin(tests[1:]))
+				// The CLI only expresses CMD-SHELL, which needs /bin/sh in the image (a FROM scratch
+				// image has none): the exec form goes into a derived image's HEALTHCHECK, which the
+				// container inherits; the flags below still set the schedule.
+				c.healthExec = tests[1:]
 				hasHealth = true
 			default:
 				h.fail("tests", "first element must be CMD, CMD-SHELL or NONE, got %q", tests[0])
@@ -877,20 +881,6 @@ func (d *Deployment) translateContainer(c *ctrRes, r Resource, errs *[]string) {
 	o.done()
 }
 
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_/.:=,+@%-]+$`)
-
-func shellJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if shellSafe.MatchString(a) {
-			q[i] = a
-		} else {
-			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-	}
-	return strings.Join(q, " ")
-}
-
 func (d *Deployment) createAndStart(t testing.TB, c *ctrRes) {
 	t.Helper()
 	d.create(t, c)
@@ -902,6 +892,10 @@ func (d *Deployment) createAndStart(t testing.TB, c *ctrRes) {
 // create creates the container, connects its extra networks and uploads its files (not started).
 func (d *Deployment) create(t testing.TB, c *ctrRes) {
 	t.Helper()
+	image := c.image
+	if len(c.healthExec) > 0 {
+		image = d.healthImage(t, c)
+	}
 	args := []string{"create", "--name", c.real}
 	args = append(args, c.flags...)
 	if len(c.env) > 0 {
@@ -920,7 +914,7 @@ func (d *Deployment) create(t testing.TB, c *ctrRes) {
 		defer os.Remove(f.Name())
 		args = append(args, "--env-file", f.Name())
 	}
-	args = append(args, c.image)
+	args = append(args, image)
 	args = append(args, c.args...)
 	d.track(func() { d.quiet("rm", "-f", "-v", c.real) })
 	d.must(t, "container "+c.logical, args...)
@@ -980,4 +974,26 @@ func (d *Deployment) awaitStarted(t testing.TB, c *ctrRes, start time.Time) {
 			t.Fatalf("dockertest: container %s is not running after start (status %q, %v)\ndocker logs:\n%s", c.logical, st, err, d.Logs(c.logical))
 		}
 	}
+}
+
+// healthImage builds (once per container) an image FROM the container's image whose only change is
+// the declared exec-form healthcheck, so that Config.Healthcheck.Test is exactly ["CMD", ...].
+func (d *Deployment) healthImage(t testing.TB, c *ctrRes) string {
+	t.Helper()
+	tag := "dockertest-health:" + strings.ToLower(tagChars.ReplaceAllString(c.real, "-"))
+	test, err := json.Marshal(c.healthExec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockerfile := "FROM " + c.image + "\nHEALTHCHECK CMD " + string(test) + "\n"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, "-")
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	cmd.Stdin = strings.NewReader(dockerfile)
+	d.track(func() { d.quiet("image", "rm", "-f", tag) })
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dockertest: container %s: image with the exec-form healthcheck: %v\n%s", c.logical, err, d.redact(string(out)))
+	}
+	return tag
 }
