@@ -249,6 +249,9 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		}
 		b.Containers = append(b.Containers, container)
 	}
+	// The Sentinels depend on the data nodes only: they turn healthy together (quorum), so Pulumi must
+	// create them in parallel, not one after another.
+	dataNodes := append([]pulumi.Resource(nil), b.Containers...)
 	var hosts []string
 	for j := 1; j <= t.Sentinels; j++ {
 		cfg := redisconf.Sentinel{Announce: SentinelAlias(j), MasterName: t.MasterName, Primary: primary, Port: args.Config.Port,
@@ -263,7 +266,7 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		container, err := env.node(ctx, node{
 			resource: name + suffix, runVolume: name + suffix + "-run", dataVolume: name + suffix + "-data",
 			container: c.Name + suffix, alias: SentinelAlias(j), volume: c.Volume + suffix,
-			command: []string{"sentinel"}, uploads: uploads, dependsOn: b.Containers,
+			command: []string{"sentinel"}, uploads: uploads, dependsOn: dataNodes,
 		})
 		if err != nil {
 			return err

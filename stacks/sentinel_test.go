@@ -62,6 +62,9 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 		assert.Equal(t, sentinelPw, up[redisconf.SentinelPasswordFile])
 		deps := resOf(t, r, fmt.Sprintf("broker-sentinel-%d", j)).DependsOn
 		assert.Contains(t, deps, "broker-redis-0", "Sentinels start after the data nodes are healthy")
+		for k := 1; k <= 3; k++ {
+			assert.NotContains(t, deps, fmt.Sprintf("broker-sentinel-%d", k), "Sentinels are created in parallel: alone, one never has a quorum")
+		}
 	}
 	env := envMap(t, get(t, r, declared.ContainerType, "email-service-container"))
 	celeryPw := declared.MockPassword("broker-celery-password")
