@@ -643,3 +643,31 @@ func (d *Deployment) Replace(t testing.TB, name string) {
 	}
 	d.createAndStart(t, c)
 }
+
+// ReplaceWith removes the container (its named volumes stay) and creates it again, under the same real
+// name, from new declared inputs (r.Name is the container's logical name), e.g. the program evaluated
+// again with rotated secrets; files are re-uploaded and health is awaited when it declares wait.
+func (d *Deployment) ReplaceWith(t testing.TB, r Resource) {
+	t.Helper()
+	old := d.ctr(t, r.Name)
+	c := &ctrRes{logical: old.logical, declared: old.declared, real: old.real}
+	var errs []string
+	d.translateContainer(c, r, &errs)
+	if len(errs) > 0 {
+		t.Fatalf("dockertest: replace %s: cannot create the new inputs:%s", r.Name, d.redact(joinErrs(errs)))
+	}
+	if _, err := d.run(2*time.Minute, "rm", "-f", "-v", c.real); err != nil {
+		t.Fatalf("dockertest: replace %s: %v", r.Name, err)
+	}
+	for i, x := range d.ctrs {
+		if x == old {
+			d.ctrs[i] = c
+		}
+	}
+	for k, x := range d.byName {
+		if x == old {
+			d.byName[k] = c
+		}
+	}
+	d.createAndStart(t, c)
+}
