@@ -43,8 +43,10 @@ func values(m map[string]string) []string {
 	return out
 }
 
-// secretInputs are the declared inputs that carry a password and must be secret.
-var secretInputs = map[string]bool{"uploads": true, "envs": true}
+// secretInputs are the declared inputs of the Redis and email-service containers that carry a
+// password (or its hash) and must be secret. Any other input may be secret only if it holds one too;
+// a plain input must hold none (e.g. the ops containers' env names a password file, not a password).
+var secretInputs = map[string]bool{"broker-redis.uploads": true, "email-service-container.envs": true}
 
 func TestSecretHygieneOfDeclaredResources(t *testing.T) {
 	secrets := distinctivePasswords(t)
@@ -55,8 +57,10 @@ func TestSecretHygieneOfDeclaredResources(t *testing.T) {
 		for _, res := range r.Resources {
 			for key, v := range res.Inputs {
 				where := stack + " " + res.Name + "." + string(key)
-				if res.Type == declared.ContainerType && secretInputs[string(key)] {
+				if secretInputs[res.Name+"."+string(key)] {
 					assert.True(t, v.IsSecret(), "%s is marked secret", where)
+				}
+				if v.IsSecret() {
 					continue
 				}
 				for _, s := range propertyStrings(v) {
