@@ -17,16 +17,17 @@ import (
 
 // Exit codes returned by Run. They are the same for every command.
 const (
-	ExitOK          = 0 // success / healthy
-	ExitError       = 1 // any other error
-	ExitUsage       = 2 // bad flags or arguments
-	ExitUnreachable = 3 // Redis not reachable (refused, timeout, DNS)
-	ExitAuth        = 4 // authentication failed or the user lacks a permission
-	ExitPersistence = 5 // RDB bgsave or AOF write failing
-	ExitMemory      = 6 // used memory over --memory-warn percent of maxmemory
-	ExitEvictions   = 7 // evicted_keys > 0
-	ExitLoading     = 8 // Redis is still loading its data
-	ExitVerify      = 9 // a backup failed verification
+	ExitOK          = 0  // success / healthy
+	ExitError       = 1  // any other error
+	ExitUsage       = 2  // bad flags or arguments
+	ExitUnreachable = 3  // Redis not reachable (refused, timeout, DNS)
+	ExitAuth        = 4  // authentication failed or the user lacks a permission
+	ExitPersistence = 5  // RDB bgsave or AOF write failing
+	ExitMemory      = 6  // used memory over --memory-warn percent of maxmemory
+	ExitEvictions   = 7  // evicted_keys > 0
+	ExitLoading     = 8  // Redis is still loading its data
+	ExitVerify      = 9  // a backup failed verification
+	ExitTopology    = 10 // a replica lost its primary, or the Sentinels know no primary or have no quorum
 )
 
 const exitCodeHelp = `Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable, 4 auth failure or missing

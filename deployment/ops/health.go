@@ -13,14 +13,28 @@ Checks Redis with an authenticated PING (the reply must be PONG) and INFO, and
 prints one line: OK, or the first problem found. Checks, in order: reachable,
 authenticated, not loading, persistence (rdb_last_bgsave_status,
 aof_last_write_status, aof_last_bgrewrite_status), memory (used_memory over
---memory-warn percent of maxmemory), evictions (evicted_keys > 0 since start).`)
+--memory-warn percent of maxmemory), evictions (evicted_keys > 0 since start),
+replication (a replica whose link to its primary is down), and with --sentinels
+the Sentinels' view (the current primary of --master-name, and a quorum). The
+line shows the node's role, its replicas and their lag, and the Sentinel view.`)
 	c := e.addConnFlags(fs)
 	memWarn := fs.Float64("memory-warn", 90, "memory threshold in percent of maxmemory (ignored when maxmemory is 0)")
+	sentinels := fs.String("sentinels", "", "comma-separated host:port of the Sentinels (sentinel topology)")
+	master := fs.String("master-name", "emailclient", "the primary's name at the Sentinels")
+	sentinelPwFile := fs.String("sentinel-password-file", "", "file with the Sentinels' password (default: env REDIS_SENTINEL_PASSWORD)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	c.markSet(fs)
 	line, err := checkHealth(ctx, e, c, *memWarn)
+	if err == nil && *sentinels != "" {
+		var pw, view string
+		if pw, err = sentinelPassword(*sentinelPwFile); err == nil {
+			if view, err = sentinelView(ctx, strings.Split(*sentinels, ","), *master, pw); err == nil {
+				line += " " + view
+			}
+		}
+	}
 	if err != nil {
 		code := exitCode(err)
 		if code == ExitUsage {
@@ -38,6 +52,7 @@ func codeName(code int) string {
 	return map[int]string{
 		ExitUnreachable: "unreachable", ExitAuth: "auth", ExitPersistence: "persistence",
 		ExitMemory: "memory", ExitEvictions: "evictions", ExitLoading: "loading", ExitError: "error",
+		ExitTopology: "topology",
 	}[code]
 }
 
@@ -61,6 +76,13 @@ func checkHealth(ctx context.Context, e *env, c *connFlags, memWarn float64) (st
 	}
 	if pct, ok := inf.memoryPercent(); ok && pct >= memWarn {
 		return "", withCode(ExitMemory, fmt.Errorf("memory %.1f%% >= %.0f%% of maxmemory (%s)", pct, memWarn, summary))
+	}
+	repl, problem := replicationSummary(inf)
+	if problem != "" {
+		return "", withCode(ExitTopology, fmt.Errorf("%s (%s)", problem, summary))
+	}
+	if repl != "" {
+		summary += " " + repl
 	}
 	if n := inf.int("evicted_keys"); n > 0 {
 		return "", withCode(ExitEvictions, fmt.Errorf("%d keys evicted since start, policy %s (%s)", n, inf["maxmemory_policy"], summary))

@@ -78,13 +78,6 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 		t.Fatalf("program for %s: %v", stack, err)
 	}
 	top := &Topology{Root: r.Root}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range append(top.Nodes, top.Sentinels...) {
-				t.Logf("--- %s log tail ---\n%s", p.Alias, tail(p.Log(), 25))
-			}
-		}
-	})
 	ips := map[string]string{}
 	for _, res := range r.ByType(declared.ContainerType) {
 		alias := res.Inputs["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]
@@ -130,6 +123,14 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 		t.Cleanup(p.Kill9)
 		must(t, p.start())
 	}
+	// Registered after the temp dirs, so it runs before they are removed.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range append(top.Nodes, top.Sentinels...) {
+				t.Logf("--- %s log tail ---\n%s", p.Alias, tail(p.Log(), 25))
+			}
+		}
+	})
 	c, _ := r.Get(declared.ContainerType, "email-service-container")
 	top.Env = map[string]string{}
 	for _, kv := range c.Inputs["envs"].SecretValue().Element.ArrayValue() {
@@ -167,7 +168,7 @@ func (top *Topology) PrimaryAddr(t testing.TB) string {
 }
 
 // waitReady waits until every replica is in sync (and counts for min-replicas-to-write) and every
-// Sentinel sees a quorum.
+// Sentinel sees a quorum and knows every replica.
 func (top *Topology) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -183,11 +184,14 @@ func (top *Topology) waitReady(t testing.TB) {
 		// then the primary refuses writes with NOREPLICAS.
 		ready := err == nil && strings.Contains(info, fmt.Sprintf("connected_slaves:%d", len(top.Nodes)-1)) &&
 			!strings.Contains(info, "min_slaves_good_slaves:0")
-		why = fmt.Sprintf("primary: %v", err)
+		why = fmt.Sprintf("primary: %v %q", err, info)
 		for i, s := range sentinels {
 			reply, err := s.CkQuorum(ctx, top.Master).Result()
-			ready = ready && err == nil && strings.HasPrefix(reply, "OK")
-			why += fmt.Sprintf("; sentinel-%d: %q %v", i+1, reply, err)
+			// A Sentinel learns the replicas from the primary's INFO (every 10 s); until it knows them,
+			// it has no replica to promote and a failover aborts.
+			replicas, rerr := s.Replicas(ctx, top.Master).Result()
+			ready = ready && err == nil && strings.HasPrefix(reply, "OK") && rerr == nil && len(replicas) == len(top.Nodes)-1
+			why += fmt.Sprintf("; sentinel-%d: %q %v, knows %d replicas", i+1, reply, err, len(replicas))
 		}
 		if ready {
 			return
@@ -195,7 +199,7 @@ func (top *Topology) waitReady(t testing.TB) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Log(why)
-	t.Fatal("sentinel topology not ready within 60s (replicas in sync, quorum seen by every Sentinel)")
+	t.Fatal("sentinel topology not ready within 60s (replicas in sync, every Sentinel with a quorum and every replica)")
 }
 
 func tail(s string, n int) string {
