@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailclient/emailclient-infra/components"
+	"github.com/emailclient/emailclient-infra/stacks"
 	"github.com/emailclient/emailclient-infra/tests/celerytest"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
@@ -36,27 +38,15 @@ func startBroker(t testing.TB, password string, extraArgs ...string) *broker {
 	return &broker{server: srv, password: password, env: celeryEnv(srv.Addr(), password)}
 }
 
-// celeryEnv is the email-service env the Pulumi program declares (BRIEF
-// section 3), pointed at addr. Tests of the real program take it from the
-// declared resources instead.
+// celeryEnv is the email-service env of the program's settings (the prod profile's Celery defaults,
+// URLs built as the program builds them), pointed at addr. Tests of the real program take the env from
+// the declared resources instead (tests/celerystack).
 func celeryEnv(addr, password string) map[string]string {
-	u := url.URL{Scheme: "redis", User: url.UserPassword("celery", password), Host: addr, Path: "/0"}
-	return map[string]string{
-		"CELERY_BROKER_URL":                 u.String(),
-		"CELERY_RESULT_BACKEND":             u.String(),
-		"CELERY_TASK_SERIALIZER":            "json",
-		"CELERY_RESULT_SERIALIZER":          "json",
-		"CELERY_ACCEPT_CONTENT":             "json",
-		"CELERY_RESULT_EXPIRES":             "86400",
-		"CELERY_TASK_TIME_LIMIT":            "3600",
-		"CELERY_TASK_SOFT_TIME_LIMIT":       "3000",
-		"CELERY_WORKER_CONCURRENCY":         "4",
-		"CELERY_BROKER_VISIBILITY_TIMEOUT":  "7200",
-		"CELERY_TASK_ACKS_LATE":             "true",
-		"CELERY_TASK_REJECT_ON_WORKER_LOST": "true",
-		"CELERY_WORKER_PREFETCH_MULTIPLIER": "1",
-		"CELERY_LOG_LEVEL":                  "info",
-	}
+	settings, _ := stacks.Defaults("prod")
+	env := settings.Celery.CeleryEnv()
+	u := strings.Replace(components.CeleryURL(password, 6379, 0), "@"+components.RedisAlias+":6379/", "@"+addr+"/", 1)
+	env["CELERY_BROKER_URL"], env["CELERY_RESULT_BACKEND"] = u, u
+	return env
 }
 
 func without(env map[string]string, name string) map[string]string {
