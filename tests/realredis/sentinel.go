@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,6 +124,11 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 		t.Cleanup(p.Kill9)
 		must(t, p.start())
 	}
+	// The mocks record resources as their inputs resolve, in no fixed order: Nodes[0] must be redis-0,
+	// the initial primary.
+	byAlias := func(a, b *Process) int { return strings.Compare(a.Alias, b.Alias) }
+	slices.SortFunc(top.Nodes, byAlias)
+	slices.SortFunc(top.Sentinels, byAlias)
 	// Registered after the temp dirs, so it runs before they are removed.
 	t.Cleanup(func() {
 		if t.Failed() {
