@@ -1,18 +1,22 @@
 package stacks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 
+	"github.com/pulumi/esc"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 )
 
-// StackFileConfig reads Pulumi.<stack>.yaml as the engine would pass it to the program: full keys to raw
-// values (objects as JSON). It validates the project file against Pulumi's schema on the way.
+// StackFileConfig reads Pulumi.<stack>.yaml as the engine passes it to the program: full keys to raw
+// values (objects as JSON), with the project's declared defaults applied and validated by the CLI's
+// own code (so a key Pulumi.yaml declares without a default fails here as it fails `pulumi up`).
+// Encrypted values are refused: this reader has no passphrase.
 func StackFileConfig(root, stack string) (map[string]string, error) {
 	if !stackNameRe.MatchString(stack) || stack == "." || stack == ".." {
 		return nil, fmt.Errorf("stack %q: not a stack name; accepted: letters, digits, _ . - (Pulumi's stack names)", stack)
@@ -25,11 +29,28 @@ func StackFileConfig(root, stack string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Pulumi.%s.yaml: %w", stack, err)
 	}
-	out := map[string]string{}
 	for k, v := range ps.Config {
 		if v.Secure() {
 			return nil, fmt.Errorf("Pulumi.%s.yaml: %s is encrypted; this reader takes plain values only", stack, k)
 		}
+	}
+	return ProjectConfig(project, stack, ps.Config)
+}
+
+// ProjectConfig is what the Pulumi CLI hands the program for a stack whose own config is stackConfig
+// (plain values only): the project's declared defaults applied and every declaration checked, with
+// the CLI's code (workspace.ValidateStackConfigAndApplyProjectConfig).
+func ProjectConfig(project *workspace.Project, stack string, stackConfig config.Map) (map[string]string, error) {
+	merged := config.Map{}
+	for k, v := range stackConfig {
+		merged[k] = v
+	}
+	if err := workspace.ValidateStackConfigAndApplyProjectConfig(context.Background(), stack, project, esc.Value{},
+		merged, config.NopEncrypter, config.NopDecrypter); err != nil {
+		return nil, fmt.Errorf("Pulumi.yaml and Pulumi.%s.yaml, as the Pulumi CLI reads them: %w", stack, err)
+	}
+	out := map[string]string{}
+	for k, v := range merged {
 		s, err := v.Value(config.NopDecrypter)
 		if err != nil {
 			return nil, fmt.Errorf("Pulumi.%s.yaml: %s: %w", stack, k, err)
