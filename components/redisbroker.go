@@ -387,7 +387,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		Memory:            pulumi.Int(megabytes(c.Memory)),
 		MemorySwap:        pulumi.Int(megabytes(c.Memory)),
 		MemoryReservation: pulumi.Int(megabytes(c.MemoryReservation)),
-		Cpus:              optionalString(c.CPUs),
+		Cpus:              optionalString(c.dockerCPUs()),
 		CpuShares:         pulumi.Int(c.CPUShares),
 	}, e.parent,
 		pulumi.DependsOn(n.dependsOn),

@@ -44,7 +44,9 @@ type RedisContainer struct {
 	Memory string `json:"memory"`
 	// MemoryReservation is the soft memory limit. Defaults to none in dev and 1gb in prod; at most Memory.
 	MemoryReservation string `json:"memoryReservation"`
-	// CPUs is the CPU limit, a decimal number of CPUs (e.g. "1.5"). Defaults to none in dev and 2 in prod.
+	// CPUs is the CPU limit, a decimal number of CPUs from 0.1 to 256 with at most two decimals (e.g.
+	// "1.5"). Defaults to none in dev and 2 in prod. Declared as the provider reads it back (see
+	// DockerCPUs); values it would read back differently (0.01-0.09) are refused.
 	CPUs string `json:"cpus"`
 	// CPUShares is the relative CPU weight under contention (Docker's closest to a CPU reservation
 	// outside Swarm). Defaults to 0 (Docker's 1024) in dev and 512 in prod; 0 or 2-262144.

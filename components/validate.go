@@ -103,8 +103,11 @@ func (c RedisContainer) Validate(prefix string) error {
 	v.optionalMemory("memory", c.Memory)
 	v.optionalMemory("memoryReservation", c.MemoryReservation)
 	if c.CPUs != "" {
-		if f, err := strconv.ParseFloat(c.CPUs, 64); !cpusRe.MatchString(c.CPUs) || err != nil || f < 0.01 || f > 256 {
-			v.fail("cpus", c.CPUs, "accepted: empty (no limit) or a number of CPUs from 0.01 to 256, e.g. 1.5")
+		const accepted = "accepted: empty (no limit) or a number of CPUs from 0.1 to 256 with at most two decimals, e.g. 1.5"
+		if f, err := strconv.ParseFloat(c.CPUs, 64); !cpusRe.MatchString(c.CPUs) || err != nil || f < 0.1 || f > 256 {
+			v.fail("cpus", c.CPUs, accepted)
+		} else if _, err := DockerCPUs(c.CPUs); err != nil {
+			v.fail("cpus", c.CPUs, err.Error()+"; "+accepted)
 		}
 	}
 	if c.CPUShares != 0 {

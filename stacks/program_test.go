@@ -169,7 +169,7 @@ func TestRedisContainerProd(t *testing.T) {
 	assert.Equal(t, float64(2048), c["memory"].NumberValue(), "2gb limit in MB")
 	assert.Equal(t, float64(2048), c["memorySwap"].NumberValue(), "no swap")
 	assert.Equal(t, float64(1024), c["memoryReservation"].NumberValue())
-	assert.Equal(t, "2", c["cpus"].StringValue())
+	assert.Equal(t, "2.0", c["cpus"].StringValue(), "as the provider reads it back: no replace on every up")
 	assert.Equal(t, float64(512), c["cpuShares"].NumberValue())
 	assert.Equal(t, map[string]any{"max-size": "100m", "max-file": "10"}, c["logOpts"].Mappable())
 	vols := c["volumes"].ArrayValue()
