@@ -26,6 +26,9 @@ const (
 	GeneratedPasswordLength = 40
 	// HealthcheckCommand is the image's healthcheck script (deployment/docker/redis/redis-healthcheck.sh).
 	HealthcheckCommand = "/usr/local/bin/redis-healthcheck"
+	// FilesLabel is the label of a Redis container naming (by ID) the files carrier that placed its
+	// runtime files in its run volume.
+	FilesLabel = "emailclient.files-carrier"
 	// waitTimeoutSeconds bounds how long `pulumi up` waits for the Redis container to turn healthy.
 	waitTimeoutSeconds = 180
 )
@@ -343,7 +346,13 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		e.ops = &OpsAccess{Addr: fmt.Sprintf("%s:%d", n.alias, e.args.Config.Port), DataHostPath: n.hostPath, RunVolume: run.Name,
 			DataVolume: pulumi.String("").ToStringOutput()}
 	}
-	volumes := docker.ContainerVolumeArray{nil, &docker.ContainerVolumeArgs{VolumeName: run.Name, ContainerPath: pulumi.String(redisconf.RunDir)}}
+	files, err := e.filesCarrier(ctx, n, run.Name)
+	if err != nil {
+		return nil, err
+	}
+	// Redis only reads the run volume: read-only here, written by the files carrier alone.
+	volumes := docker.ContainerVolumeArray{nil, &docker.ContainerVolumeArgs{VolumeName: run.Name,
+		ContainerPath: pulumi.String(redisconf.RunDir), ReadOnly: pulumi.Bool(true)}}
 	if n.hostPath != "" {
 		volumes[0] = &docker.ContainerVolumeArgs{HostPath: pulumi.String(n.hostPath), ContainerPath: pulumi.String(redisconf.DataDir)}
 	} else {
@@ -379,9 +388,9 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 			Aliases: pulumi.StringArray{pulumi.String(n.alias)},
 		}},
 		Ports: n.ports,
-		// The uploads hold passwords or their hashes: the whole array is secret.
-		Uploads:     pulumi.ToSecret(n.uploads).(docker.ContainerUploadArrayOutput),
-		Wait:        pulumi.Bool(true),
+		// The files in the run volume are the carrier's: a new carrier (new files) replaces Redis too.
+		Labels: docker.ContainerLabelArray{&docker.ContainerLabelArgs{Label: pulumi.String(FilesLabel), Value: files.ID()}},
+		Wait:   pulumi.Bool(true),
 		WaitTimeout: pulumi.Int(waitTimeoutSeconds),
 		// Limits (0 = none): memory without swap, so that maxmemory plus fork headroom is the real bound.
 		Memory:            pulumi.Int(megabytes(c.Memory)),
@@ -392,7 +401,35 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	}, e.parent,
 		pulumi.DependsOn(n.dependsOn),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
-		pulumi.ReplaceOnChanges([]string{"healthcheck"}),
+		pulumi.ReplaceOnChanges([]string{"healthcheck"}))
+}
+
+// FilesCarrier is the resource name of the files carrier of the Redis container named node.
+func FilesCarrier(node string) string { return node + "-files" }
+
+// filesCarrier declares the container that places a node's runtime files (n.uploads) in its run
+// volume: created, never started, with no network. The provider uploads files by copying a tar to
+// "/" of the container, which Docker refuses for a read-only root filesystem even when the file
+// lands in a volume; the carrier's root is writable, so Redis's can stay read-only. The carrier has no
+// process, so nothing runs with that writable root. Uploads are replaced (ForceNew) when a file
+// changes, and so is the carrier.
+func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.StringOutput) (*docker.Container, error) {
+	return docker.NewContainer(ctx, FilesCarrier(n.resource), &docker.ContainerArgs{
+		Name:         pulumi.String(n.container + "-files"),
+		Image:        e.image,
+		Command:      pulumi.ToStringArray(n.command),
+		User:         pulumi.String(e.args.Container.User()),
+		Start:        pulumi.Bool(false),
+		MustRun:      pulumi.Bool(false),
+		NetworkMode:  pulumi.String("none"),
+		Capabilities: &docker.ContainerCapabilitiesArgs{Drops: pulumi.StringArray{pulumi.String("ALL")}},
+		SecurityOpts: pulumi.StringArray{pulumi.String("no-new-privileges:true")},
+		Volumes: docker.ContainerVolumeArray{&docker.ContainerVolumeArgs{VolumeName: runVolume,
+			ContainerPath: pulumi.String(redisconf.RunDir)}},
+		// The uploads hold passwords or their hashes: the whole array is secret.
+		Uploads: pulumi.ToSecret(n.uploads).(docker.ContainerUploadArrayOutput),
+	}, e.parent,
+		pulumi.DeleteBeforeReplace(true), // fixed container name
 		pulumi.AdditionalSecretOutputs([]string{"uploads"}))
 }
 

@@ -133,6 +133,8 @@ func TestRedisContainerDev(t *testing.T) {
 	assert.Equal(t, "/data", vols[0].ObjectValue()["containerPath"].StringValue())
 	assert.Equal(t, "emailclient-redis-run", vols[1].ObjectValue()["volumeName"].StringValue())
 	assert.Equal(t, redisconf.RunDir, vols[1].ObjectValue()["containerPath"].StringValue())
+	assert.True(t, vols[1].ObjectValue()["readOnly"].BoolValue(), "Redis reads its files; only the carrier writes them")
+	assert.True(t, c["readOnly"].BoolValue(), "read-only root filesystem")
 
 	nets := c["networksAdvanced"].ArrayValue()
 	require.Len(t, nets, 1)
@@ -179,7 +181,7 @@ func TestRedisContainerProd(t *testing.T) {
 	_, hasDataVolume := r.Get(declared.VolumeType, "broker-data")
 	assert.False(t, hasDataVolume, "no named data volume with a host path")
 
-	uploads := uploadsOf(t, c)
+	uploads := uploadsOf(t, r, "broker-redis")
 	conf := uploads[redisconf.ConfigFile]
 	assert.Contains(t, conf, "\nmaxmemory 1gb\n")
 	assert.Contains(t, conf, "\nmaxmemory-policy volatile-lru\n")
@@ -195,20 +197,28 @@ func TestDataVolumeOutlivesTheStack(t *testing.T) {
 	assert.True(t, n.DeleteBeforeReplace)
 }
 
-func uploadsOf(t *testing.T, c resource.PropertyMap) map[string]string {
+// uploadsOf returns the files placed in the run volume of the Redis container named node: the uploads
+// of its files carrier, which must be secret, read-only files, and a carrier that never runs.
+func uploadsOf(t *testing.T, r *declared.Result, node string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	for _, u := range plain(t, c["uploads"], true).ArrayValue() {
-		o := u.ObjectValue()
-		assert.Equal(t, "0444", o["permissions"].StringValue())
-		out[o["file"].StringValue()] = o["content"].StringValue()
+	carrier := get(t, r, declared.ContainerType, components.FilesCarrier(node))
+	assert.False(t, carrier["start"].BoolValue(), "the carrier is created, never started")
+	assert.Equal(t, "none", carrier["networkMode"].StringValue())
+	for _, u := range plain(t, carrier["uploads"], true).ArrayValue() {
+		assert.Equal(t, "0444", u.ObjectValue()["permissions"].StringValue())
 	}
-	return out
+	c := get(t, r, declared.ContainerType, node)
+	assert.False(t, c["uploads"].HasValue(), "Redis's own root is read-only: the provider cannot upload into it")
+	labels := c["labels"].ArrayValue()
+	require.Len(t, labels, 1)
+	assert.Equal(t, components.FilesLabel, labels[0].ObjectValue()["label"].StringValue(), "a new carrier replaces Redis")
+	files, _ := r.RunFiles(node)
+	return files
 }
 
 func TestRuntimeFilesCarryOnlyHashesExceptTheHealthcheckPassword(t *testing.T) {
 	r := run(t, "dev", declared.Options{})
-	uploads := uploadsOf(t, get(t, r, declared.ContainerType, "broker-redis"))
+	uploads := uploadsOf(t, r, "broker-redis")
 	require.Len(t, uploads, 3)
 	celeryPw := declared.MockPassword("broker-celery-password")
 	opsPw := declared.MockPassword("broker-ops-password")
@@ -309,7 +319,7 @@ func TestConfiguredPasswordWithURLSpecialCharactersIsEncoded(t *testing.T) {
 		userinfo := strings.TrimPrefix(strings.SplitN(env[key], "@redis:", 2)[0], "redis://celery:")
 		assert.NotContains(t, userinfo, ";", "%s: sub-delimiters are encoded too (Python splits on them)", key)
 	}
-	acl := uploadsOf(t, get(t, r, declared.ContainerType, "broker-redis"))[redisconf.ACLFile]
+	acl := uploadsOf(t, r, "broker-redis")[redisconf.ACLFile]
 	assert.Contains(t, acl, "#"+redisconf.PasswordHash(pw))
 }
 

@@ -19,7 +19,7 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 	r := run(t, "prod", sentinelProd)
 	var brokerContainers int
 	for _, c := range r.ByType(declared.ContainerType) {
-		if c.Parent == "broker" {
+		if _, isNode := r.RunFiles(c.Name); isNode {
 			brokerContainers++
 		}
 	}
@@ -34,7 +34,7 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("/srv/emailclient/redis/%d", i), c["volumes"].ArrayValue()[0].ObjectValue()["hostPath"].StringValue(), "each node its own data")
 		assert.True(t, c["readOnly"].BoolValue())
 		assert.Equal(t, float64(2048), c["memory"].NumberValue())
-		up := uploadsOf(t, c)
+		up := uploadsOf(t, r, fmt.Sprintf("broker-redis-%d", i))
 		conf := up[redisconf.ConfigFile]
 		assert.Contains(t, conf, "\nreplica-announce-ip "+components.NodeAlias(i)+"\n")
 		assert.Contains(t, conf, "\nmasteruser ops\n")
@@ -52,7 +52,7 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-sentinel-%d", j))
 		assert.Equal(t, []string{"sentinel"}, strs(c["command"]))
 		assert.Equal(t, []string{components.SentinelAlias(j)}, strs(c["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]))
-		up := uploadsOf(t, c)
+		up := uploadsOf(t, r, fmt.Sprintf("broker-sentinel-%d", j))
 		conf := up[redisconf.SentinelConfigFile]
 		assert.Contains(t, conf, "\nsentinel monitor emailclient redis-0 6379 2\n")
 		assert.Contains(t, conf, "\nsentinel announce-ip "+components.SentinelAlias(j)+"\n")

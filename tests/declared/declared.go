@@ -10,6 +10,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/stacks"
 )
 
@@ -122,6 +123,30 @@ func (r *Result) Get(typ, name string) (Resource, bool) {
 		}
 	}
 	return Resource{}, false
+}
+
+// RunFiles returns the files the program places in the run volume of the Redis container named node
+// (the uploads of its files carrier, components.FilesCarrier), by path; false when none is declared.
+func (r *Result) RunFiles(node string) (map[string]string, bool) {
+	carrier, ok := r.Get(ContainerType, components.FilesCarrier(node))
+	if !ok {
+		return nil, false
+	}
+	return Uploads(carrier), true
+}
+
+// Uploads returns a declared container's uploads by path (secret or not).
+func Uploads(c Resource) map[string]string {
+	up := c.Inputs["uploads"]
+	if up.IsSecret() {
+		up = up.SecretValue().Element
+	}
+	out := map[string]string{}
+	for _, u := range up.ArrayValue() {
+		o := u.ObjectValue()
+		out[o["file"].StringValue()] = o["content"].StringValue()
+	}
+	return out
 }
 
 // mocks records every registration and answers like the real providers would for the outputs the

@@ -922,10 +922,13 @@ func (d *Deployment) create(t testing.TB, c *ctrRes) {
 		d.must(t, "container "+c.logical, append(append([]string{"network", "connect"}, n.args...), n.real, c.real)...)
 	}
 	for _, u := range c.uploads {
+		// As pulumi-docker 4.10.0 (terraform-provider-docker's container create) uploads: one tar per
+		// file, the file's full declared path as the entry name, no directory entries, copied to "/"
+		// of the created container. Docker refuses a copy to "/" of a read-only root filesystem, even
+		// when the file lands in a volume.
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
-		hdr := &tar.Header{Name: path.Base(u.file), Mode: u.mode, Size: int64(len(u.content)),
-			Typeflag: tar.TypeReg, ModTime: time.Now(), Uid: 0, Gid: 0}
+		hdr := &tar.Header{Name: u.file, Mode: u.mode, Size: int64(len(u.content)), ModTime: time.Now()}
 		if err := tw.WriteHeader(hdr); err != nil {
 			t.Fatal(err)
 		}
@@ -936,10 +939,10 @@ func (d *Deployment) create(t testing.TB, c *ctrRes) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		_, errOut, err := d.docker(ctx, buf.Bytes(), "cp", "-", c.real+":"+path.Dir(u.file))
+		_, errOut, err := d.docker(ctx, buf.Bytes(), "cp", "-", c.real+":/")
 		cancel()
 		if err != nil {
-			t.Fatalf("dockertest: container %s: upload %s: %v: %s (docker cp into a read-only rootfs works only inside a volume)",
+			t.Fatalf("dockertest: container %s: upload %s: %v: %s (the provider copies every upload to \"/\", which Docker refuses for a read-only root filesystem)",
 				c.logical, u.file, err, strings.TrimSpace(errOut))
 		}
 	}

@@ -41,28 +41,14 @@ type Options struct {
 	Args []string
 }
 
-// Uploads returns the files the program uploads into the Redis container, by path.
+// Uploads returns the files the program places in the Redis container's run volume, by path.
 func Uploads(t testing.TB, r *declared.Result) map[string]string {
 	t.Helper()
-	c, ok := r.Get(declared.ContainerType, "broker-redis")
+	files, ok := r.RunFiles("broker-redis")
 	if !ok {
-		t.Fatal("the Redis container is not declared")
+		t.Fatal("the Redis container's files carrier is not declared")
 	}
-	return uploadsOf(c)
-}
-
-// uploadsOf returns a declared container's uploads by path.
-func uploadsOf(c declared.Resource) map[string]string {
-	up := c.Inputs["uploads"]
-	if up.IsSecret() {
-		up = up.SecretValue().Element
-	}
-	out := map[string]string{}
-	for _, u := range up.ArrayValue() {
-		o := u.ObjectValue()
-		out[o["file"].StringValue()] = o["content"].StringValue()
-	}
-	return out
+	return files
 }
 
 // Start evaluates the program for stack, writes its uploads into a run directory and starts

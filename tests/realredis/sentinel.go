@@ -96,15 +96,16 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 	toIP := func(s string) string { return aliasRe.ReplaceAllStringFunc(s, func(a string) string { return ips[a] }) }
 	entry := Entrypoint(t, top.Root)
 	for _, res := range r.ByType(declared.ContainerType) {
-		if res.Name == "email-service-container" {
-			continue
+		files, ok := r.RunFiles(res.Name)
+		if !ok {
+			continue // not a Redis node: the email-service or a files carrier
 		}
 		alias := res.Inputs["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"].ArrayValue()[0].StringValue()
 		base := sharedTempDir(t)
 		p := &Process{Alias: alias, IP: ips[alias], RunDir: filepath.Join(base, "run"), DataDir: filepath.Join(base, "data"), entry: entry, logPath: filepath.Join(base, "log")}
 		must(t, os.Mkdir(p.RunDir, 0o700))
 		must(t, os.Mkdir(p.DataDir, 0o700))
-		for path, content := range uploadsOf(res) {
+		for path, content := range files {
 			// Only addresses and the container's paths move; every other line stays as declared.
 			content = toIP(strings.NewReplacer("bind * -::*", "bind "+p.IP, "dir "+redisconf.DataDir+"\n", "dir "+p.DataDir+"\n",
 				redisconf.RunDir+"/", p.RunDir+"/").Replace(content))
