@@ -389,8 +389,8 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		}},
 		Ports: n.ports,
 		// The files in the run volume are the carrier's: a new carrier (new files) replaces Redis too.
-		Labels: docker.ContainerLabelArray{&docker.ContainerLabelArgs{Label: pulumi.String(FilesLabel), Value: files.ID()}},
-		Wait:   pulumi.Bool(true),
+		Labels:      docker.ContainerLabelArray{&docker.ContainerLabelArgs{Label: pulumi.String(FilesLabel), Value: files.ID()}},
+		Wait:        pulumi.Bool(true),
 		WaitTimeout: pulumi.Int(waitTimeoutSeconds),
 		// Limits (0 = none): memory without swap, so that maxmemory plus fork headroom is the real bound.
 		Memory:            pulumi.Int(megabytes(c.Memory)),
