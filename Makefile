@@ -7,9 +7,12 @@ FUZZTIME ?= 20s
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-test: lint ## all test tiers this machine supports (unit, real Redis, real Celery, Docker engine), then the fuzzers
-	$(GO) test -count=1 -timeout 40m ./...
-	$(MAKE) fuzz
+test: lint ## all test tiers this machine supports (unit, real Redis, real Celery, Docker, Pulumi engine), the fuzzers, then one line per tier
+	@report=$$(mktemp); status=0; \
+	EMAILCLIENT_TIER_REPORT=$$report $(GO) test -count=1 -timeout 60m ./... || status=$$?; \
+	[ $$status -ne 0 ] || $(MAKE) --no-print-directory fuzz || status=$$?; \
+	echo "== tiers (ran, or not run and why)"; echo "tier unit: ran"; sort -u $$report; rm -f $$report; \
+	exit $$status
 
 fuzz: ## the fuzzers, bounded (FUZZTIME each, default 20s)
 	$(GO) test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./components/redisconf

@@ -31,6 +31,7 @@ import (
 
 	"github.com/emailclient/emailclient-infra/stacks"
 	"github.com/emailclient/emailclient-infra/tests/proc"
+	"github.com/emailclient/emailclient-infra/tests/tiers"
 )
 
 // Python is the interpreter that has Debian's python3-celery and
@@ -63,9 +64,8 @@ var (
 	workerSeq   atomic.Int64
 )
 
-// Require skips the test with one line when /usr/bin/python3 cannot import
-// celery and redis, or fails it when EMAILCLIENT_REQUIRE_TIERS contains
-// "celery".
+// Require skips the test with one line when /usr/bin/python3 cannot import celery and redis, or
+// fails it when the celery tier is required (see tests/tiers).
 func Require(t testing.TB) {
 	t.Helper()
 	requireOnce.Do(func() {
@@ -78,16 +78,14 @@ func Require(t testing.TB) {
 			if last == "" {
 				last = err.Error()
 			}
-			requireErr = fmt.Errorf("tier celery: %s cannot import celery, redis (%s): %s", Python, last, Install)
+			requireErr = fmt.Errorf("%s cannot import celery, redis (%s): %s", Python, last, Install)
 		}
 	})
-	if requireErr == nil {
-		return
+	missing := ""
+	if requireErr != nil {
+		missing = requireErr.Error()
 	}
-	if strings.Contains(os.Getenv("EMAILCLIENT_REQUIRE_TIERS"), "celery") {
-		t.Fatal(requireErr)
-	}
-	t.Skip(requireErr)
+	tiers.Require(t, tiers.Celery, missing)
 }
 
 // RepoRoot returns the directory holding go.mod, found by walking up from the

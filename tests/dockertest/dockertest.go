@@ -35,6 +35,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
 	"github.com/emailclient/emailclient-infra/stacks"
+	"github.com/emailclient/emailclient-infra/tests/tiers"
 )
 
 // Resource is one resource the program declared: its type token, logical name and inputs.
@@ -85,16 +86,11 @@ type ApplyOptions struct {
 	DependsOn map[string][]string
 }
 
-// Require skips the test (one line) when no Docker engine answers; it fails instead when
-// EMAILCLIENT_REQUIRE_TIERS contains "docker".
+// Require skips the test (one line) when no Docker engine answers; it fails instead when the docker
+// tier is required (see tests/tiers).
 func Require(t testing.TB) {
 	t.Helper()
-	if why := engineMissing(); why != "" {
-		if strings.Contains(os.Getenv("EMAILCLIENT_REQUIRE_TIERS"), "docker") {
-			t.Fatalf("docker tier required (EMAILCLIENT_REQUIRE_TIERS) but %s", why)
-		}
-		t.Skipf("docker tier did not run: %s", why)
-	}
+	tiers.Require(t, tiers.Docker, engineMissing())
 }
 
 var (

@@ -1,96 +1,212 @@
-// Package engine is the Pulumi-engine tier: the Automation API previews, deploys, re-previews and
-// destroys a throwaway stack of the real program (inline, with the dev profile) against the local
-// Docker engine, with a file:// backend in a temp dir. It needs the pulumi CLI and the Docker provider
-// plugin, which offline machines cannot fetch: it then says so in one line and skips.
 package engine_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/auto"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/emailclient/emailclient-infra/stacks"
+	"github.com/emailclient/emailclient-infra/tests/celerytest"
+	"github.com/emailclient/emailclient-infra/tests/dockertest"
+	"github.com/emailclient/emailclient-infra/tests/engine"
+	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
 
-// requireEngine skips (one line) unless the pulumi CLI, its Docker provider plugin and a Docker
-// engine are all present.
-func requireEngine(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("pulumi"); err != nil {
-		t.Skip("tier pulumi-engine: not run: the pulumi CLI is not installed")
+// Base images: the stacks build FROM redis:7-alpine and python:3.12-slim, which offline machines cannot
+// pull. EMAILCLIENT_REDIS_BASE_IMAGE and EMAILCLIENT_WORKER_BASE_IMAGE choose others; by default the
+// local Debian images of deployment/scripts/build-base-images.sh (built when missing).
+func baseImages(t *testing.T) (redis, worker string) {
+	redis, worker = os.Getenv("EMAILCLIENT_REDIS_BASE_IMAGE"), os.Getenv("EMAILCLIENT_WORKER_BASE_IMAGE")
+	if redis == "" {
+		dockertest.EnsureBaseImages(t, "redis")
+		redis = dockertest.RedisBase
 	}
-	out, err := exec.Command("pulumi", "plugin", "ls").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "docker") {
-		t.Skip("tier pulumi-engine: not run: the Pulumi Docker provider plugin is not installed (pulumi plugin install resource docker)")
+	if worker == "" {
+		dockertest.EnsureBaseImages(t, "celery")
+		worker = dockertest.CeleryBase
 	}
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		t.Skip("tier pulumi-engine: not run: no Docker engine (docker info failed)")
-	}
+	return redis, worker
 }
 
-func TestUpPreviewDestroyThrowawayStack(t *testing.T) {
-	requireEngine(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	root, err := stacks.FindRoot()
-	require.NoError(t, err)
-	// The workspace writes Pulumi.<stack>.yaml into its WorkDir: work on a copy of what the program
-	// reads (the project file and the build contexts), never in the checkout.
-	work := t.TempDir()
-	require.NoError(t, exec.Command("cp", "-r", filepath.Join(root, "Pulumi.yaml"), filepath.Join(root, "deployment"), work).Run())
-	suffix := randomSuffix(t)
-	name := "engine-" + suffix
-	ws := []auto.LocalWorkspaceOption{
-		auto.WorkDir(work),
-		auto.SecretsProvider("passphrase"),
-		auto.EnvVars(map[string]string{
-			"PULUMI_BACKEND_URL":       "file://" + t.TempDir(),
-			"PULUMI_CONFIG_PASSPHRASE": "engine-test-" + suffix,
-		}),
-	}
-	stack, err := auto.UpsertStackInlineSource(ctx, name, stacks.Project, stacks.Program, ws...)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, _ = stack.Destroy(context.Background(), optdestroy.Message("cleanup"))
-		_ = stack.Workspace().RemoveStack(context.Background(), name)
-	})
-	// Unique names, no host port: the test must not collide with a deployed dev stack.
+// newStack copies the project, creates the stack and gives every Docker object a unique name (so the
+// tier never touches a stack a user deployed on this engine) and the base images.
+func newStack(t *testing.T, stack string) (*engine.Project, string) {
+	engine.Require(t)
+	redisBase, workerBase := baseImages(t)
+	sfx := strings.TrimPrefix(dockertest.MakeSuffix(t.Name()), "dt-")
+	p := engine.NewProject(t, stack)
 	for key, value := range map[string]string{
-		"profile":      "dev",
-		"container":    `{"name":"redis-` + suffix + `","network":"net-` + suffix + `","volume":"data-` + suffix + `","imageName":"emailclient-redis:` + suffix + `","hostPort":0}`,
-		"emailService": `{"name":"email-` + suffix + `"}`,
+		"container.baseImage":    redisBase,
+		"container.name":         sfx + "-redis",
+		"container.network":      sfx + "-net",
+		"container.volume":       sfx + "-data",
+		"container.imageName":    "emailclient-redis:" + sfx,
+		"emailService.baseImage": workerBase,
+		"emailService.name":      sfx + "-email",
 	} {
-		require.NoError(t, stack.SetConfig(ctx, stacks.Project+":"+key, auto.ConfigValue{Value: value}))
+		p.SetPath(key, value)
 	}
-	_, err = stack.Preview(ctx)
-	require.NoError(t, err)
-	_, err = stack.Up(ctx)
-	require.NoError(t, err)
-	// A second preview of an unchanged program must change nothing (pulumi-docker#1272, #1651).
-	_, err = stack.Preview(ctx, optpreview.ExpectNoChanges())
-	require.NoError(t, err)
-	_, err = stack.Up(ctx, optup.ExpectNoChanges())
-	require.NoError(t, err)
-	_, err = stack.Destroy(ctx)
-	require.NoError(t, err)
-	// The data volume outlives destroy on purpose (RetainOnDelete): remove it here.
-	_ = exec.Command("docker", "volume", "rm", "data-"+suffix).Run()
+	t.Cleanup(func() { removeVolumes(t, sfx) })
+	return p, sfx
 }
 
-func randomSuffix(t *testing.T) string {
-	b := make([]byte, 4)
-	_, err := rand.Read(b)
+// removeVolumes removes what destroy leaves on purpose: the data volumes (RetainOnDelete).
+func removeVolumes(t *testing.T, sfx string) {
+	out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+sfx).Output()
+	for _, v := range strings.Fields(string(out)) {
+		_ = exec.Command("docker", "volume", "rm", "-f", v).Run()
+	}
+}
+
+// TestDevStack: `make up` of dev, then everything a user relies on (see check).
+func TestDevStack(t *testing.T) {
+	p, sfx := newStack(t, "dev")
+	port, err := redistest.FreePort()
 	require.NoError(t, err)
-	return hex.EncodeToString(b)
+	p.SetPath("container.hostPort", strconv.Itoa(port)) // published on 127.0.0.1, as dev is
+	check(t, p, sfx)
+}
+
+// TestProdStack: prod with its two documented settings (the data host path and the email-service
+// image; here the reference worker, built like a user's image), limits, backups and metrics.
+func TestProdStack(t *testing.T) {
+	p, sfx := newStack(t, "prod")
+	data := filepath.Join(t.TempDir(), "redis")
+	require.NoError(t, os.Mkdir(data, 0o700))
+	require.NoError(t, os.Chown(data, 999, 1000), "the documented `install -d -o 999 -g 1000 -m 0700`")
+	p.SetPath("container.dataHostPath", data)
+	image := "emailclient-email-service:" + sfx
+	_, workerBase := baseImages(t)
+	build := exec.Command("docker", "build", "-q", "--build-arg", "BASE_IMAGE="+workerBase, "-t", image, filepath.Join(p.Dir, "deployment/docker/email-worker"))
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "build the email-service image: %s", out)
+	t.Cleanup(func() { _ = exec.Command("docker", "image", "rm", "-f", image).Run() })
+	p.SetPath("emailService.image", image)
+	p.SetPath("operations.backup.volume", sfx+"-backups")
+	check(t, p, sfx)
+	// Prod's limits are in effect on the deployed container.
+	insp := inspect(t, p.Output("redisContainer"))
+	hc := insp["HostConfig"].(map[string]any)
+	assert.Equal(t, float64(2<<30), hc["Memory"], "2gb memory")
+	assert.Equal(t, float64(2e9), hc["NanoCpus"], "2 CPUs")
+	assert.Equal(t, true, hc["ReadonlyRootfs"])
+}
+
+// TestSentinelStack: the Sentinel topology (a primary, 2 replicas, 3 Sentinels) with the dev profile.
+func TestSentinelStack(t *testing.T) {
+	p, sfx := newStack(t, "sentinel")
+	p.SetPath("profile", "dev")
+	p.SetPath("topology.mode", "sentinel")
+	p.SetPath("container.hostPort", "0")
+	check(t, p, sfx)
+}
+
+// check deploys with `make up`, then: a second preview shows no change; no password in plain text in
+// the state; Redis runs hardened; 5 Celery tasks round-trip through the deployed email-service; a
+// password rotation deploys, changes nothing more on a further preview, tasks still round-trip and the
+// old password is refused; `make destroy` removes every container and keeps the data volume.
+func check(t *testing.T, p *engine.Project, sfx string) {
+	start := time.Now()
+	out, err := p.Make("up", "STACK="+p.Stack)
+	require.NoError(t, err, "make up STACK=%s:\n%s", p.Stack, engine.Tail(out, 80))
+	t.Logf("FIGURE make up STACK=%s: %s", p.Stack, time.Since(start).Round(100*time.Millisecond))
+	p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
+
+	celeryPw := passwordOf(t, p.Output("celeryBrokerUrl"))
+	opsPw := p.Output("opsPassword")
+	state := p.StateFile()
+	for name, pw := range map[string]string{"celery": celeryPw, "ops": opsPw} {
+		require.GreaterOrEqual(t, len(pw), 32)
+		assert.NotContains(t, string(state), pw, "the %s password is in the state in plain text", name)
+	}
+
+	redis := p.Output("redisContainer")
+	insp := inspect(t, redis)
+	hc := insp["HostConfig"].(map[string]any)
+	assert.Equal(t, true, hc["ReadonlyRootfs"], "read-only root filesystem")
+	assert.Equal(t, []any{"ALL"}, hc["CapDrop"])
+	assert.Equal(t, "999:1000", insp["Config"].(map[string]any)["User"])
+	assert.NotContains(t, fmt.Sprint(insp), opsPw, "no password in the container's config")
+
+	email := p.Output("emailServiceContainer")
+	roundTrip(t, email)
+	refused(t, redis, celeryPw, false)
+
+	p.Pulumi("config", "set", "--stack", p.Stack, "passwordRotation", "1")
+	start = time.Now()
+	p.Pulumi("up", "--yes", "--stack", p.Stack)
+	t.Logf("FIGURE password rotation (pulumi up): %s", time.Since(start).Round(100*time.Millisecond))
+	p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
+	require.NotEqual(t, celeryPw, passwordOf(t, p.Output("celeryBrokerUrl")), "rotated")
+	roundTrip(t, email)
+	refused(t, redis, celeryPw, true)
+
+	out, err = p.Make("destroy", "STACK="+p.Stack)
+	require.NoError(t, err, "make destroy:\n%s", engine.Tail(out, 40))
+	left, _ := exec.Command("docker", "ps", "-a", "-q", "--filter", "name="+sfx).Output()
+	assert.Empty(t, strings.TrimSpace(string(left)), "containers left after destroy")
+}
+
+// roundTrip sends 5 tasks from inside the deployed email-service container (its own env: the URLs the
+// program wired) and requires all 5 completed by its worker.
+func roundTrip(t *testing.T, container string) {
+	t.Helper()
+	var res celerytest.Result
+	var out []byte
+	var err error
+	// The worker may still be connecting right after a deploy: the client waits up to 90 s.
+	out, err = exec.Command("docker", "exec", container, "python3", "-m", "emailworker.client", "send", "--count", "5", "--timeout", "90").Output()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &res), "client output (%v): %s\nlogs:\n%s", err, out, logs(container))
+	require.Equal(t, 5, res.Completed, "tasks completed through the deployed email-service: %+v\nlogs:\n%s", res, logs(container))
+	t.Logf("FIGURE celery round trip through %s: 5 of 5 in %.2fs", container, res.RoundtripSeconds)
+}
+
+// refused checks that the celery password pw is (wantRefused) or is not refused by Redis, without
+// putting it on a command line (REDISCLI_AUTH passed by name from this process's env).
+func refused(t *testing.T, container, pw string, wantRefused bool) {
+	t.Helper()
+	cmd := exec.Command("docker", "exec", "-e", "REDISCLI_AUTH", container, "redis-cli", "--no-auth-warning", "--user", "celery", "ping")
+	cmd.Env = append(os.Environ(), "REDISCLI_AUTH="+pw)
+	out, _ := cmd.CombinedOutput()
+	reply := strings.TrimSpace(string(out))
+	if wantRefused {
+		assert.Contains(t, reply, "WRONGPASS", "the old password after rotation")
+	} else {
+		assert.Equal(t, "PONG", reply)
+	}
+}
+
+func passwordOf(t *testing.T, brokerURL string) string {
+	t.Helper()
+	first := strings.Split(brokerURL, ";")[0]
+	u, err := url.Parse(first)
+	require.NoError(t, err, "the broker URL does not parse")
+	pw, ok := u.User.Password()
+	require.True(t, ok, "the broker URL has a password")
+	return pw
+}
+
+func inspect(t *testing.T, container string) map[string]any {
+	t.Helper()
+	out, err := exec.Command("docker", "inspect", container).Output()
+	require.NoError(t, err)
+	var insp []map[string]any
+	require.NoError(t, json.Unmarshal(out, &insp))
+	require.Len(t, insp, 1)
+	return insp[0]
+}
+
+func logs(container string) string {
+	out, _ := exec.Command("docker", "logs", "--tail", "40", container).CombinedOutput()
+	return string(out)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/emailclient/emailclient-infra/tests/proc"
+	"github.com/emailclient/emailclient-infra/tests/tiers"
 )
 
 // ReadyTimeout is how long Start and Restart wait for the server to accept
@@ -38,19 +39,15 @@ var StopTimeout = 10 * time.Second
 // readyMarker is the line redis-server logs once it has loaded its data.
 const readyMarker = "Ready to accept connections"
 
-// Require skips the test when redis-server is not on PATH, or fails it when
-// the environment variable EMAILCLIENT_REQUIRE_TIERS contains "redis".
+// Require skips the test (one line) when redis-server is not on PATH, or fails it when the redis
+// tier is required (see tests/tiers).
 func Require(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err == nil {
-		return
+	missing := ""
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		missing = "redis-server not installed (apt-get install redis-server)"
 	}
-	const msg = "tier redis: redis-server not installed (apt-get install redis-server)"
-	if strings.Contains(os.Getenv("EMAILCLIENT_REQUIRE_TIERS"), "redis") {
-		t.Fatal(msg)
-	} else {
-		t.Skip(msg)
-	}
+	tiers.Require(t, tiers.Redis, missing)
 }
 
 // Options configures a server started by Start.
