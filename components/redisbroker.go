@@ -415,13 +415,17 @@ func FilesCarrier(node string) string { return node + "-files" }
 // changes, and so is the carrier.
 func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.StringOutput) (*docker.Container, error) {
 	return docker.NewContainer(ctx, FilesCarrier(n.resource), &docker.ContainerArgs{
-		Name:         pulumi.String(n.container + "-files"),
-		Image:        e.image,
-		Command:      pulumi.ToStringArray(n.command),
-		User:         pulumi.String(e.args.Container.User()),
-		Start:        pulumi.Bool(false),
-		MustRun:      pulumi.Bool(false),
-		NetworkMode:  pulumi.String("none"),
+		Name:        pulumi.String(n.container + "-files"),
+		Image:       e.image,
+		Command:     pulumi.ToStringArray(n.command),
+		User:        pulumi.String(e.args.Container.User()),
+		Start:       pulumi.Bool(false),
+		MustRun:     pulumi.Bool(false),
+		NetworkMode: pulumi.String("none"),
+		// Declared although it never logs: the provider reads the engine's defaults back otherwise, and
+		// a daemon with default log options would show a replace on every preview.
+		LogDriver:    pulumi.String("json-file"),
+		LogOpts:      logOpts(e.args.Container.Log),
 		Capabilities: &docker.ContainerCapabilitiesArgs{Drops: pulumi.StringArray{pulumi.String("ALL")}},
 		SecurityOpts: pulumi.StringArray{pulumi.String("no-new-privileges:true")},
 		Volumes: docker.ContainerVolumeArray{&docker.ContainerVolumeArgs{VolumeName: runVolume,
