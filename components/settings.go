@@ -159,9 +159,10 @@ func (t Topology) Sentinel() bool { return t.Mode == "sentinel" }
 // Operations are the broker's operations containers, both running the redis-ops image: scheduled
 // backups and a Prometheus metrics endpoint.
 type Operations struct {
-	// Build is how the redis-ops image is built: "source" (Dockerfile.source: a GoImage stage compiles
-	// it; needs a registry, the default) or "prebuilt" (Dockerfile: the static binary staged by
-	// deployment/docker/ops/build.sh, which `make up` runs; works offline).
+	// Build is how the redis-ops image is built: "prebuilt" (the default; Dockerfile: FROM scratch
+	// around the static binary that deployment/docker/ops/build.sh stages, which `make up`, deploy.sh
+	// and the CI workflow run before every deploy; needs no registry) or "source" (Dockerfile.source: a
+	// GoImage stage compiles it; needs a registry to pull GoImage).
 	Build string `json:"build"`
 	// GoImage is the build stage of source builds. Defaults to golang:1.26-bookworm.
 	GoImage string `json:"goImage"`
@@ -201,7 +202,7 @@ type MetricsEndpoint struct {
 // DefaultOperations are off (dev); prod switches both on.
 func DefaultOperations() Operations {
 	return Operations{
-		Build:   "source",
+		Build:   "prebuilt",
 		GoImage: "golang:1.26-bookworm",
 		Backup:  BackupSchedule{Schedule: "0 2 * * *", Retention: "720h", Volume: "redis-backups"},
 		Metrics: MetricsEndpoint{HostIP: "127.0.0.1"},

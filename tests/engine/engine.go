@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -81,16 +80,22 @@ func findMissing() string {
 	return ""
 }
 
-// sdkVersion is the version of module this test binary was built with (go.mod's).
+// sdkVersion is the version go.mod requires of module ("" when it requires none).
 func sdkVersion(module string) string {
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range info.Deps {
-			if d.Path == module {
-				return d.Version
-			}
+	root, err := stacks.FindRoot()
+	if err != nil {
+		return ""
+	}
+	gomod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == module {
+			return f[1]
 		}
 	}
-	return "(unknown: not in the build info)"
+	return ""
 }
 
 // Project is a throwaway copy of the project with its own file backend and passphrase.
@@ -102,7 +107,7 @@ type Project struct {
 }
 
 // projectFiles are what the engine and the program read from a checkout.
-var projectFiles = []string{"Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "go.mod", "go.sum", "infra", "stacks", "components", "deployment"}
+var projectFiles = []string{"Makefile", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "go.mod", "go.sum", "infra", "stacks", "components", "deployment"}
 
 // NewProject copies the project into a temp dir and creates stack (dev, prod, or another name with
 // the profile set by the caller) in a file:// backend there. Cleanup destroys the stack, removes it and
