@@ -500,6 +500,8 @@ func healthcheckArgs(h Healthcheck) *docker.ContainerHealthcheckArgs {
 		Timeout:     pulumi.String(h.Timeout),
 		Retries:     pulumi.Int(h.Retries),
 		StartPeriod: pulumi.String(h.StartPeriod),
+		// Declared only when set: Docker before 25 drops it (see Healthcheck.StartInterval).
+		StartInterval: optionalString(h.StartInterval),
 	}
 }
 

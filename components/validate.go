@@ -99,6 +99,9 @@ func (c RedisContainer) Validate(prefix string) error {
 	}
 	v.between("healthcheck.retries", h.Retries, 1, 100)
 	v.duration("healthcheck.startPeriod", h.StartPeriod, 0)
+	if h.StartInterval != "" {
+		v.duration("healthcheck.startInterval", h.StartInterval, time.Second)
+	}
 	v.log("log.", c.Log)
 	v.optionalMemory("memory", c.Memory)
 	v.optionalMemory("memoryReservation", c.MemoryReservation)

@@ -119,10 +119,11 @@ func TestRedisContainerDev(t *testing.T) {
 
 	hc := c["healthcheck"].ObjectValue()
 	assert.Equal(t, []string{"CMD", components.HealthcheckCommand}, strs(hc["tests"]))
-	assert.Equal(t, "30s", hc["interval"].StringValue())
-	assert.Equal(t, "10s", hc["timeout"].StringValue())
+	assert.Equal(t, "5s", hc["interval"].StringValue())
+	assert.Equal(t, "3s", hc["timeout"].StringValue())
 	assert.Equal(t, float64(3), hc["retries"].NumberValue())
-	assert.Equal(t, "5s", hc["startPeriod"].StringValue())
+	assert.Equal(t, "30s", hc["startPeriod"].StringValue())
+	assert.False(t, hc["startInterval"].HasValue(), "not declared by default: Docker 20.10 drops it, a diff on every preview")
 
 	assert.Equal(t, "json-file", c["logDriver"].StringValue())
 	assert.Equal(t, map[string]any{"max-size": "10m", "max-file": "3"}, c["logOpts"].Mappable())

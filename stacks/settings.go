@@ -59,7 +59,7 @@ func Defaults(profile string) (Settings, bool) {
 			Volume:      "redis-data",
 			HostIP:      "127.0.0.1",
 			Restart:     "unless-stopped",
-			Healthcheck: components.Healthcheck{Interval: "30s", Timeout: "10s", Retries: 3, StartPeriod: "5s"},
+			Healthcheck: components.Healthcheck{Interval: "5s", Timeout: "3s", Retries: 3, StartPeriod: "30s"},
 			Log:         components.LogRotation{MaxSize: "10m", MaxFile: 3},
 		},
 		Topology:   components.DefaultTopology(),

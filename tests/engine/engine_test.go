@@ -73,7 +73,10 @@ func TestDevStack(t *testing.T) {
 	port, err := redistest.FreePort()
 	require.NoError(t, err)
 	p.SetPath("container.hostPort", strconv.Itoa(port)) // published on 127.0.0.1, as dev is
-	check(t, p, sfx)
+	check(t, p, sfx, func(hostConfig map[string]any) {
+		bindings := hostConfig["PortBindings"].(map[string]any)["6379/tcp"].([]any)
+		assert.Equal(t, "127.0.0.1", bindings[0].(map[string]any)["HostIp"], "published on loopback only")
+	})
 }
 
 // TestProdStack: prod with its two documented settings (the data host path and the email-service
@@ -92,13 +95,12 @@ func TestProdStack(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("docker", "image", "rm", "-f", image).Run() })
 	p.SetPath("emailService.image", image)
 	p.SetPath("operations.backup.volume", sfx+"-backups")
-	check(t, p, sfx)
-	// Prod's limits are in effect on the deployed container.
-	insp := inspect(t, p.Output("redisContainer"))
-	hc := insp["HostConfig"].(map[string]any)
-	assert.Equal(t, float64(2<<30), hc["Memory"], "2gb memory")
-	assert.Equal(t, float64(2e9), hc["NanoCpus"], "2 CPUs")
-	assert.Equal(t, true, hc["ReadonlyRootfs"])
+	check(t, p, sfx, func(hostConfig map[string]any) {
+		assert.Equal(t, float64(2<<30), hostConfig["Memory"], "2gb memory")
+		assert.Equal(t, float64(2<<30), hostConfig["MemorySwap"], "no swap")
+		assert.Equal(t, float64(2e9), hostConfig["NanoCpus"], "2 CPUs")
+		assert.Equal(t, data, hostConfig["Binds"].([]any)[0].(string)[:len(data)], "data on the host path")
+	})
 }
 
 // TestSentinelStack: the Sentinel topology (a primary, 2 replicas, 3 Sentinels) with the dev profile.
@@ -107,14 +109,15 @@ func TestSentinelStack(t *testing.T) {
 	p.SetPath("profile", "dev")
 	p.SetPath("topology.mode", "sentinel")
 	p.SetPath("container.hostPort", "0")
-	check(t, p, sfx)
+	check(t, p, sfx, func(map[string]any) {})
 }
 
 // check deploys with `make up`, then: a second preview shows no change; no password in plain text in
 // the state; Redis runs hardened; 5 Celery tasks round-trip through the deployed email-service; a
 // password rotation deploys, changes nothing more on a further preview, tasks still round-trip and the
-// old password is refused; `make destroy` removes every container and keeps the data volume.
-func check(t *testing.T, p *engine.Project, sfx string) {
+// old password is refused; `make destroy` removes every container. stackChecks gets the deployed Redis
+// container's HostConfig for what is particular to the stack.
+func check(t *testing.T, p *engine.Project, sfx string, stackChecks func(hostConfig map[string]any)) {
 	start := time.Now()
 	out, err := p.Make("up", "STACK="+p.Stack)
 	require.NoError(t, err, "make up STACK=%s:\n%s", p.Stack, engine.Tail(out, 80))
@@ -136,6 +139,7 @@ func check(t *testing.T, p *engine.Project, sfx string) {
 	assert.Equal(t, []any{"ALL"}, hc["CapDrop"])
 	assert.Equal(t, "999:1000", insp["Config"].(map[string]any)["User"])
 	assert.NotContains(t, fmt.Sprint(insp), opsPw, "no password in the container's config")
+	stackChecks(hc)
 
 	email := p.Output("emailServiceContainer")
 	roundTrip(t, email)

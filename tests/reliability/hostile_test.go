@@ -86,6 +86,7 @@ var hostileSettings = []hostileSetting{
 	{name: "host ip newline", config: containerObj(`{"hostIp":"127.0.0.1\n"}`), reject: "container.hostIp"},
 	{name: "host port 65536", config: containerObj(`{"hostPort":65536}`), reject: "container.hostPort"},
 	{name: "healthcheck interval negative", config: containerObj(`{"healthcheck":{"interval":"-30s","timeout":"10s","retries":3,"startPeriod":"5s"}}`), reject: "container.healthcheck.interval"},
+	{name: "healthcheck startInterval 10ms", config: containerObj(`{"healthcheck":{"interval":"5s","timeout":"3s","retries":3,"startPeriod":"30s","startInterval":"10ms"}}`), reject: "container.healthcheck.startInterval"},
 	{name: "healthcheck retries 0", config: containerObj(`{"healthcheck":{"interval":"30s","timeout":"10s","retries":0,"startPeriod":"5s"}}`), reject: "container.healthcheck.retries"},
 	{name: "memory shell injection", stack: "prod", config: containerObj(`{"memory":"2gb; rm -rf /"}`), reject: "container.memory"},
 	{name: "cpus exponent", stack: "prod", config: containerObj(`{"cpus":"1e2"}`), reject: "container.cpus"},

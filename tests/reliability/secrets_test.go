@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/components/redisconf"
 	"github.com/emailclient/emailclient-infra/tests/declared"
 	"github.com/emailclient/emailclient-infra/tests/realredis"
@@ -46,7 +47,7 @@ func values(m map[string]string) []string {
 // secretInputs are the declared inputs of the Redis and email-service containers that carry a
 // password (or its hash) and must be secret. Any other input may be secret only if it holds one too;
 // a plain input must hold none (e.g. the ops containers' env names a password file, not a password).
-var secretInputs = map[string]bool{"broker-redis.uploads": true, "email-service-container.envs": true}
+var secretInputs = map[string]bool{components.FilesCarrier("broker-redis") + ".uploads": true, "email-service-container.envs": true}
 
 func TestSecretHygieneOfDeclaredResources(t *testing.T) {
 	secrets := distinctivePasswords(t)
@@ -54,10 +55,12 @@ func TestSecretHygieneOfDeclaredResources(t *testing.T) {
 	for _, stack := range []string{"dev", "prod"} {
 		r, err := declared.Run(stack, declared.Options{Secrets: secrets})
 		require.NoError(t, err)
+		seen := map[string]bool{}
 		for _, res := range r.Resources {
 			for key, v := range res.Inputs {
 				where := stack + " " + res.Name + "." + string(key)
 				if secretInputs[res.Name+"."+string(key)] {
+					seen[res.Name+"."+string(key)] = true
 					assert.True(t, v.IsSecret(), "%s is marked secret", where)
 				}
 				if v.IsSecret() {
@@ -69,6 +72,7 @@ func TestSecretHygieneOfDeclaredResources(t *testing.T) {
 				checked++
 			}
 		}
+		assert.Len(t, seen, len(secretInputs), "%s declares every input that must be secret: %v", stack, seen)
 	}
 	t.Logf("FIGURE secrets in declared inputs: %d non-secret inputs of dev and prod hold no password; uploads and envs are secret", checked)
 }
