@@ -16,7 +16,7 @@ func DockerCPUs(cpus string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%q is not a number of CPUs", cpus)
 	}
-	back := readBackCPUs(nanos)
+	back := ReadBackCPUs(nanos)
 	if again, ok := cpuNanos(back); !ok || again != nanos {
 		return "", fmt.Errorf("the Docker provider reads %s CPUs back as %q, a different limit, and would replace the container on every deploy", cpus, back)
 	}
@@ -37,9 +37,9 @@ func cpuNanos(cpus string) (int64, bool) {
 	return n.Num().Int64(), true
 }
 
-// readBackCPUs mirrors the provider's nanoInt64ToDecimalString, quirks included: it counts every "0"
+// ReadBackCPUs mirrors the provider's nanoInt64ToDecimalString, quirks included: it counts every "0"
 // of the 9-decimal form, so 10 CPUs read back as "10." and 0.05 as "0.1".
-func readBackCPUs(nanos int64) string {
+func ReadBackCPUs(nanos int64) string {
 	r := new(big.Rat).SetFrac64(nanos, 1e9)
 	s := r.FloatString(9)
 	if strings.Count(s, "0") == 9 {

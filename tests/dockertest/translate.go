@@ -11,12 +11,15 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emailclient/emailclient-infra/components"
 )
 
 type imageRes struct {
@@ -58,6 +61,13 @@ type ctrRes struct {
 	healthExec              []string // exec-form (CMD) healthcheck test, set through a derived image
 	start, wait, mustRun    bool
 	waitTimeout             time.Duration
+	// readBack is what the declaration says of the attributes the provider reads back from the engine
+	// after create (a difference is a change on every preview; for cpus a replace).
+	readBack struct {
+		cpus       string
+		logOpts    map[string]string
+		hasLogOpts bool
+	}
 }
 
 var tagChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
@@ -550,6 +560,7 @@ func (d *Deployment) translateContainer(c *ctrRes, r Resource, errs *[]string) {
 		}
 	}
 	integer("shmSize", "--shm-size", "m")
+	c.readBack.cpus, _ = o.str("cpus")
 	str("cpus", "--cpus")
 	integer("cpuShares", "--cpu-shares", "")
 	integer("cpuPeriod", "--cpu-period", "")
@@ -597,6 +608,7 @@ func (d *Deployment) translateContainer(c *ctrRes, r Resource, errs *[]string) {
 
 	// Logging.
 	str("logDriver", "--log-driver")
+	_, c.readBack.logOpts, c.readBack.hasLogOpts = o.strMap("logOpts")
 	kv("logOpts", "--log-opt", "=")
 
 	// Healthcheck.
@@ -921,6 +933,7 @@ func (d *Deployment) create(t testing.TB, c *ctrRes) {
 	for _, n := range c.extraNets {
 		d.must(t, "container "+c.logical, append(append([]string{"network", "connect"}, n.args...), n.real, c.real)...)
 	}
+	d.checkReadBack(t, c)
 	for _, u := range c.uploads {
 		// As pulumi-docker 4.10.0 (terraform-provider-docker's container create) uploads: one tar per
 		// file, the file's full declared path as the entry name, no directory entries, copied to "/"
@@ -945,6 +958,34 @@ func (d *Deployment) create(t testing.TB, c *ctrRes) {
 			t.Fatalf("dockertest: container %s: upload %s: %v: %s (the provider copies every upload to \"/\", which Docker refuses for a read-only root filesystem)",
 				c.logical, u.file, err, strings.TrimSpace(errOut))
 		}
+	}
+}
+
+// checkReadBack reads the created container back as the provider's Read does (terraform-provider-docker
+// resourceDockerContainerRead) and fails where that differs from the declaration: such a difference
+// shows as a change on every `pulumi preview`, and for cpus (ForceNew) restarts the container on every
+// `pulumi up`. Checked: cpus (nanoInt64ToDecimalString, "2" reads back as "2.0") and log_opts (the
+// daemon's default options are read back when none are declared).
+func (d *Deployment) checkReadBack(t testing.TB, c *ctrRes) {
+	t.Helper()
+	out := d.must(t, "container "+c.logical, "inspect", "--format", "{{json .HostConfig}}", c.real)
+	var hc struct {
+		NanoCpus  int64
+		LogConfig struct{ Config map[string]string }
+	}
+	if err := json.Unmarshal([]byte(out), &hc); err != nil {
+		t.Fatalf("dockertest: container %s: inspect: %v", c.logical, err)
+	}
+	if hc.NanoCpus > 0 {
+		if back := components.ReadBackCPUs(hc.NanoCpus); back != c.readBack.cpus {
+			t.Errorf("dockertest: container %s: cpus %q is read back by the provider as %q: a replace on every pulumi up", c.logical, c.readBack.cpus, back)
+		}
+	}
+	if len(hc.LogConfig.Config) > 0 && !c.readBack.hasLogOpts {
+		t.Errorf("dockertest: container %s declares no logOpts; the provider reads the engine's %v back: a change on every preview", c.logical, hc.LogConfig.Config)
+	}
+	if c.readBack.hasLogOpts && !reflect.DeepEqual(hc.LogConfig.Config, c.readBack.logOpts) && !(len(hc.LogConfig.Config) == 0 && len(c.readBack.logOpts) == 0) {
+		t.Errorf("dockertest: container %s: logOpts %v are read back as %v: a change on every preview", c.logical, c.readBack.logOpts, hc.LogConfig.Config)
 	}
 }
 
