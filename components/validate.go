@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/emailclient/emailclient-infra/components/redisconf"
-	"github.com/emailclient/emailclient-infra/deployment/ops"
+	"github.com/emailclient/emailclient-infra/components/cronspec"
 )
 
 // Accepted shapes of free-form values. They also keep newlines, spaces and shell metacharacters out
@@ -231,8 +231,8 @@ func (o Operations) Validate(prefix string) error {
 	v.oneOf("build", o.Build, []string{"source", "prebuilt"})
 	v.match("goImage", o.GoImage, imageRefRe, "accepted: an image reference such as golang:1.26-bookworm")
 	if b := o.Backup; b.Enabled {
-		if err := ops.ValidateCron(b.Schedule); err != nil || strings.ContainsAny(b.Schedule, "\n\r") {
-			v.fail("backup.schedule", b.Schedule, "accepted: a 5-field cron expression such as \"0 2 * * *\" (minute hour day month weekday)")
+		if _, err := cronspec.Parse(b.Schedule, time.UTC); err != nil || strings.ContainsAny(b.Schedule, "\n\r") {
+			v.fail("backup.schedule", b.Schedule, "accepted: a 5-field cron expression in UTC such as \"0 2 * * *\" (minute hour day month weekday 0-6), or @daily, @weekly, @monthly, @hourly")
 		}
 		if d, err := time.ParseDuration(b.Retention); err != nil || d < time.Hour || d > 10*365*24*time.Hour {
 			v.fail("backup.retention", b.Retention, "accepted: a duration from 1h to 87600h, e.g. 720h for 30 days")
