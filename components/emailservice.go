@@ -84,7 +84,7 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 	image := pulumi.String(args.Container.Image).ToStringOutput()
 	if args.Container.Image == "" {
 		built, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
-			ImageName: pulumi.String("emailclient-email-worker:reference"),
+			ImageName: pulumi.String(ReferenceWorkerImage),
 			SkipPush:  pulumi.Bool(true),
 			Build: &docker.DockerBuildArgs{
 				Context:    pulumi.String(args.BuildContext),

@@ -83,7 +83,7 @@ func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesA
 	c, o, access := args.Container, args.Settings, args.Broker.Ops
 	parent := pulumi.Parent(s)
 	image, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
-		ImageName: pulumi.String("emailclient-redis-ops:" + c.Name),
+		ImageName: pulumi.String(opsImageName(c)),
 		SkipPush:  pulumi.Bool(true),
 		Build:     opsBuild(args),
 	}, parent)
@@ -179,7 +179,7 @@ func opsContainer(ctx *pulumi.Context, name, role string, args *OpsServicesArgs,
 		}
 	}
 	return docker.NewContainer(ctx, name+"-"+role, &docker.ContainerArgs{
-		Name:         pulumi.String(c.Name + "-" + role),
+		Name:         pulumi.String(opsContainerName(c, role)),
 		Image:        image.RepoDigest,
 		Command:      pulumi.ToStringArray(command),
 		User:         pulumi.String(c.User()),

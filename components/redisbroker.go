@@ -224,6 +224,7 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		return err
 	}
 	primary := NodeAlias(0)
+	dataSfx, sentinelSfx := nodeSuffixes(t)
 	for i := 0; i <= t.Replicas; i++ {
 		n := redisconf.Node{Announce: NodeAlias(i), MinReplicasToWrite: t.MinReplicasToWrite, MinReplicasMaxLag: t.MinReplicasMaxLag}
 		if i > 0 {
@@ -236,9 +237,9 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		}).(docker.ContainerUploadArrayOutput)
 		hostPath := ""
 		if c.DataHostPath != "" {
-			hostPath = fmt.Sprintf("%s/%d", c.DataHostPath, i)
+			hostPath = nodeHostPath(c.DataHostPath, t, i)
 		}
-		suffix := fmt.Sprintf("-%d", i)
+		suffix := dataSfx[i]
 		container, err := env.node(ctx, node{
 			resource: name + "-redis" + suffix, runVolume: name + "-run" + suffix, dataVolume: name + "-data" + suffix,
 			container: c.Name + suffix, alias: NodeAlias(i), volume: c.Volume + suffix, hostPath: hostPath,
@@ -265,7 +266,7 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 				upload(redisconf.SentinelPasswordFile, pws[1].(string)),
 			}
 		}).(docker.ContainerUploadArrayOutput)
-		suffix := fmt.Sprintf("-sentinel-%d", j)
+		suffix := sentinelSfx[j-1]
 		container, err := env.node(ctx, node{
 			resource: name + suffix, runVolume: name + suffix + "-run", dataVolume: name + suffix + "-data",
 			container: c.Name + suffix, alias: SentinelAlias(j), volume: c.Volume + suffix,
@@ -336,7 +337,7 @@ type node struct {
 // volume (or host path).
 func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	c := e.args.Container
-	run, err := docker.NewVolume(ctx, n.runVolume, &docker.VolumeArgs{Name: pulumi.String(n.container + "-run")},
+	run, err := docker.NewVolume(ctx, n.runVolume, &docker.VolumeArgs{Name: pulumi.String(runVolumeName(n.container))},
 		e.parent, pulumi.DeleteBeforeReplace(true))
 	if err != nil {
 		return nil, err
@@ -405,7 +406,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 }
 
 // FilesCarrier is the resource name of the files carrier of the Redis container named node.
-func FilesCarrier(node string) string { return node + "-files" }
+func FilesCarrier(node string) string { return filesCarrierName(node) }
 
 // filesCarrier declares the container that places a node's runtime files (n.uploads) in its run
 // volume: created, never started, with no network. The provider uploads files by copying a tar to
@@ -415,7 +416,7 @@ func FilesCarrier(node string) string { return node + "-files" }
 // changes, and so is the carrier.
 func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.StringOutput) (*docker.Container, error) {
 	return docker.NewContainer(ctx, FilesCarrier(n.resource), &docker.ContainerArgs{
-		Name:        pulumi.String(n.container + "-files"),
+		Name:        pulumi.String(filesCarrierName(n.container)),
 		Image:       e.image,
 		Command:     pulumi.ToStringArray(n.command),
 		User:        pulumi.String(e.args.Container.User()),

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emailclient/emailclient-infra/components/redisconf"
 	"github.com/emailclient/emailclient-infra/components/cronspec"
+	"github.com/emailclient/emailclient-infra/components/redisconf"
 )
 
 // Accepted shapes of free-form values. They also keep newlines, spaces and shell metacharacters out

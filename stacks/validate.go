@@ -33,6 +33,7 @@ func (s Settings) Validate() error {
 	fail := func(key string, value any, accepted string) {
 		errs = append(errs, &redisconf.FieldError{Key: key, Value: value, Accepted: accepted})
 	}
+	errs = append(errs, s.collisions()...)
 	if s.PasswordRotation < 0 || s.PasswordRotation > 1000000 {
 		fail(KeyRotation, s.PasswordRotation, "accepted: a whole number from 0 to 1000000; increase it to rotate the passwords")
 	}
@@ -41,9 +42,6 @@ func (s Settings) Validate() error {
 	}
 	if s.EmailService.Enabled && s.EmailService.Image == "" && s.Profile == "prod" {
 		fail("emailService.image", "", "required in prod: the email-service image to run, e.g. ghcr.io/acme/email-service:1.4.2 (dev builds the reference worker when it is empty)")
-	}
-	if s.EmailService.Enabled && s.EmailService.Name == s.Container.Name {
-		fail("emailService.name", s.EmailService.Name, "accepted: a name other than container.name")
 	}
 	return errors.Join(errs...)
 }

@@ -52,8 +52,11 @@ type Config struct {
 	RDBCompression bool `json:"rdbcompression"`
 	// RDBChecksum appends a CRC64 checksum to the RDB. Defaults to true.
 	RDBChecksum bool `json:"rdbchecksum"`
-	// AppendOnly turns the append-only file on. Defaults to true.
+	// AppendOnly turns the append-only file on. Defaults to true; false (snapshots only, or nothing
+	// when Save is empty) loses queued tasks in a crash and is refused unless AcknowledgeTaskLoss.
 	AppendOnly bool `json:"appendonly"`
+	// AcknowledgeTaskLoss allows AppendOnly false. Defaults to false.
+	AcknowledgeTaskLoss bool `json:"acknowledgeTaskLoss"`
 	// AppendFsync is the AOF fsync policy: always, everysec or no. Defaults to everysec.
 	AppendFsync string `json:"appendfsync"`
 	// AutoAOFRewritePercentage triggers an AOF rewrite when the AOF grew by this percentage since the

@@ -83,7 +83,11 @@ func TestDevStack(t *testing.T) {
 // image; here the reference worker, built like a user's image), limits, backups and metrics.
 func TestProdStack(t *testing.T) {
 	p, sfx := newStack(t, "prod")
-	data := filepath.Join(t.TempDir(), "redis")
+	// Not under /tmp: the stack refuses data directories the host empties at boot.
+	parent, err := os.MkdirTemp("/srv", "emailclient-engine-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(parent) })
+	data := filepath.Join(parent, "redis")
 	require.NoError(t, os.Mkdir(data, 0o700))
 	require.NoError(t, os.Chown(data, 999, 1000), "the documented `install -d -o 999 -g 1000 -m 0700`")
 	p.SetPath("container.dataHostPath", data)

@@ -32,15 +32,59 @@ type hostileSetting struct {
 	config  map[string]string
 	secrets map[string]string
 	reject  string
-	lines   []string
-	check   func(t *testing.T, r *declared.Result)
+	// also is a second key a rejection must name (settings that collide name both).
+	also  string
+	lines []string
+	check func(t *testing.T, r *declared.Result)
 }
 
 func redisObj(json string) map[string]string     { return map[string]string{"redis": json} }
 func containerObj(json string) map[string]string { return map[string]string{"container": json} }
 func celeryObj(json string) map[string]string    { return map[string]string{"celery": json} }
+func opsObj(json string) map[string]string       { return map[string]string{"operations": json} }
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
 
 var hostileSettings = []hostileSetting{
+	// Settings that collide: two settings naming one Docker or host object, objects Docker or the host
+	// reserves, and settings that together lose queued tasks silently.
+	{name: "network host (Docker's)", config: containerObj(`{"network":"host"}`), reject: "container.network"},
+	{name: "network bridge (Docker's)", config: containerObj(`{"network":"bridge"}`), reject: "container.network"},
+	{name: "network none (Docker's)", config: containerObj(`{"network":"none"}`), reject: "container.network"},
+	{name: "backup volume is the data volume", stack: "prod", config: merge(containerObj(`{"dataHostPath":""}`), opsObj(`{"backup":{"enabled":true,"volume":"redis-data"}}`)), reject: "container.volume", also: "operations.backup.volume"},
+	{name: "backup volume is the run volume", stack: "prod", config: opsObj(`{"backup":{"enabled":true,"volume":"emailclient-redis-run"}}`), reject: "container.name", also: "operations.backup.volume"},
+	{name: "data volume is the run volume", config: containerObj(`{"volume":"emailclient-redis-run"}`), reject: "container.name", also: "container.volume"},
+	{name: "metrics host port is Redis's (dev)", config: opsObj(`{"metrics":{"enabled":true,"hostPort":6379}}`), reject: "container.hostPort", also: "operations.metrics.hostPort"},
+	{name: "metrics host port on another loopback address", config: opsObj(`{"metrics":{"enabled":true,"hostPort":6379,"hostIp":"127.0.0.2"}}`)},
+	{name: "email-service named as the files carrier", config: map[string]string{"emailService": `{"name":"emailclient-redis-files"}`}, reject: "container.name", also: "emailService.name"},
+	{name: "email-service named as the backup container", stack: "prod", config: map[string]string{"emailService": `{"name":"emailclient-redis-backup","image":"ghcr.io/acme/email:1"}`}, reject: "container.name", also: "emailService.name"},
+	{name: "email-service named as a sentinel node", stack: "prod", config: map[string]string{"topology": `{"mode":"sentinel"}`, "emailService": `{"name":"emailclient-redis-sentinel-2","image":"ghcr.io/acme/email:1"}`}, reject: "container.name", also: "emailService.name"},
+	{name: "email-service named as Redis", config: map[string]string{"emailService": `{"name":"emailclient-redis"}`}, reject: "container.name", also: "emailService.name"},
+	{name: "backup volume is a sentinel node's data", stack: "prod", config: merge(containerObj(`{"dataHostPath":""}`), map[string]string{"topology": `{"mode":"sentinel"}`}, opsObj(`{"backup":{"volume":"redis-data-1"}}`)), reject: "container.volume", also: "operations.backup.volume"},
+	{name: "backups inside the data host path", stack: "prod", config: opsObj(`{"backup":{"hostPath":"/srv/emailclient/redis/backups"}}`), reject: "container.dataHostPath", also: "operations.backup.hostPath"},
+	{name: "data inside the backup host path", stack: "prod", config: merge(containerObj(`{"dataHostPath":"/srv/backups/redis"}`), opsObj(`{"backup":{"hostPath":"/srv/backups"}}`)), reject: "container.dataHostPath", also: "operations.backup.hostPath"},
+	{name: "backups beside the data host path", stack: "prod", config: opsObj(`{"backup":{"hostPath":"/srv/emailclient/redis-backups"}}`)},
+	{name: "data host path is /", stack: "prod", config: containerObj(`{"dataHostPath":"/"}`), reject: "container.dataHostPath"},
+	{name: "data host path in Docker's state", stack: "prod", config: containerObj(`{"dataHostPath":"/var/lib/docker/volumes/redis"}`), reject: "container.dataHostPath"},
+	{name: "data host path emptied at boot", stack: "prod", config: containerObj(`{"dataHostPath":"/tmp/redis"}`), reject: "container.dataHostPath"},
+	{name: "data host path in /etc", stack: "prod", config: containerObj(`{"dataHostPath":"/etc/redis"}`), reject: "container.dataHostPath"},
+	{name: "sentinel data host path in /proc", stack: "prod", config: merge(containerObj(`{"dataHostPath":"/proc/x"}`), map[string]string{"topology": `{"mode":"sentinel"}`}), reject: "container.dataHostPath"},
+	{name: "backup host path in /usr", stack: "prod", config: opsObj(`{"backup":{"hostPath":"/usr/local/backups"}}`), reject: "operations.backup.hostPath"},
+	{name: "image built FROM itself", config: containerObj(`{"imageName":"redis:7-alpine"}`), reject: "container.baseImage", also: "container.imageName"},
+	{name: "image tag of the ops image", stack: "prod", config: containerObj(`{"imageName":"emailclient-redis-ops:emailclient-redis"}`), reject: "container.imageName", also: "container.name"},
+	{name: "image tag of the reference worker", config: containerObj(`{"imageName":"emailclient-email-worker:reference"}`), reject: "container.imageName", also: "emailService.image"},
+	{name: "email-service runs the Redis image", stack: "prod", config: map[string]string{"emailService": `{"image":"emailclient-redis:prod"}`}, reject: "emailService.image", also: "container.imageName"},
+	{name: "reference worker built FROM itself", config: map[string]string{"emailService": `{"baseImage":"emailclient-email-worker:reference"}`}, reject: "emailService.baseImage"},
+	{name: "no AOF: snapshots only", config: redisObj(`{"appendonly":false}`), reject: "redis.appendonly", also: "redis.save"},
+	{name: "no AOF and no snapshots", config: redisObj(`{"appendonly":false,"save":[]}`), reject: "redis.appendonly", also: "redis.save"},
+	{name: "no AOF, acknowledged", config: redisObj(`{"appendonly":false,"acknowledgeTaskLoss":true}`), lines: []string{"appendonly no"}},
 	// Units, unicode and injection in redis.conf values.
 	{name: "maxmemory fullwidth digits", config: redisObj(`{"maxmemory":"５１２mb"}`), reject: "redis.maxmemory"},
 	{name: "maxmemory zero-width space", config: redisObj(`{"maxmemory":"512mb\u200b"}`), reject: "redis.maxmemory"},
@@ -160,6 +204,9 @@ func TestHostileSettings(t *testing.T) {
 				require.Error(t, err, "must be rejected")
 				noSecret(t, err.Error(), "the error", secretValues...)
 				assert.Contains(t, err.Error(), tc.reject+":", "the error names the input")
+				if tc.also != "" {
+					assert.Contains(t, err.Error(), tc.also+":", "the error names both colliding settings")
+				}
 				assert.Empty(t, r.Resources, "nothing is declared")
 				return
 			}
