@@ -242,11 +242,11 @@ func copyAndHash(src string, dst *os.File, m *manifest, p *progress) error {
 		return fmt.Errorf("open RDB %s: %w", src, err)
 	}
 	defer in.Close()
-	if st, err := in.Stat(); err == nil && p != nil {
-		p.total = st.Size()
+	if st, err := in.Stat(); err == nil {
+		p.setTotal(st.Size())
 	}
 	h5, h256 := md5.New(), sha256.New()
-	n, err := io.Copy(io.MultiWriter(dst, h5, h256, progressWriter{p: p}), in)
+	n, err := io.Copy(io.MultiWriter(dst, h5, h256, p), in)
 	if err != nil {
 		return fmt.Errorf("copy RDB to %s: %w", dst.Name(), err)
 	}
@@ -256,17 +256,6 @@ func copyAndHash(src string, dst *os.File, m *manifest, p *progress) error {
 	}
 	m.Size, m.MD5, m.SHA256 = n, hex.EncodeToString(h5.Sum(nil)), hex.EncodeToString(h256.Sum(nil))
 	return nil
-}
-
-// progressWriter reports bytes written to a progress bar.
-type progressWriter struct{ p *progress }
-
-func (w progressWriter) Write(b []byte) (int, error) {
-	if w.p != nil {
-		w.p.done += int64(len(b))
-		w.p.set(w.p.done)
-	}
-	return len(b), nil
 }
 
 // hashFile returns the size, MD5 and SHA256 of a file.

@@ -3,48 +3,53 @@ package ops
 import (
 	"fmt"
 	"io"
-	"strings"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 )
 
-// progress prints a one-line progress bar to w, redrawn with \r at most every
-// 200ms. A nil *progress is a no-op, so callers need not check whether
-// progress is enabled.
+// progress is a one-line progress bar on w (schollz/progressbar), redrawn at most every 200ms. A nil
+// *progress is a no-op, so callers need not check whether progress is enabled.
 type progress struct {
-	w     io.Writer
-	label string
-	total int64
-	start time.Time
-	last  time.Time
-	done  int64 // bytes or items seen, for progressWriter
+	w   io.Writer
+	bar *progressbar.ProgressBar
 }
 
-// newProgress returns a progress bar when enabled, else nil.
+// newProgress returns a progress bar when enabled, else nil. A total of 0 or less (unknown) shows a
+// count and a rate instead of a bar.
 func newProgress(enabled bool, w io.Writer, label string, total int64) *progress {
 	if !enabled {
 		return nil
 	}
-	return &progress{w: w, label: label, total: total, start: time.Now()}
+	if total <= 0 {
+		total = -1
+	}
+	return &progress{w: w, bar: progressbar.NewOptions64(total, progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(label), progressbar.OptionSetWidth(30), progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(), progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionShowElapsedTimeOnFinish())}
 }
 
-// set draws the bar for done units, throttled.
+// set moves the bar to done units (throttled).
 func (p *progress) set(done int64) {
-	if p == nil || time.Since(p.last) < 200*time.Millisecond {
-		return
+	if p != nil {
+		_ = p.bar.Set64(done)
 	}
-	p.last = time.Now()
-	p.draw(done)
 }
 
-func (p *progress) draw(done int64) {
-	rate := float64(done) / max(time.Since(p.start).Seconds(), 1e-3)
-	if p.total <= 0 {
-		fmt.Fprintf(p.w, "\r%s %d (%.0f/s)   ", p.label, done, rate)
-		return
+// setTotal sets the total once it is known.
+func (p *progress) setTotal(total int64) {
+	if p != nil {
+		p.bar.ChangeMax64(total)
 	}
-	pct := min(float64(done)*100/float64(p.total), 100)
-	n := int(pct / 100 * 30)
-	fmt.Fprintf(p.w, "\r%s [%s%s] %5.1f%% %d/%d (%.0f/s)   ", p.label, strings.Repeat("=", n), strings.Repeat(" ", 30-n), pct, done, p.total, rate)
+}
+
+// Write counts len(b) more units done, so that a progress bar can follow an io.Copy.
+func (p *progress) Write(b []byte) (int, error) {
+	if p != nil {
+		_ = p.bar.Add(len(b))
+	}
+	return len(b), nil
 }
 
 // finish draws the final state and ends the line.
@@ -52,6 +57,7 @@ func (p *progress) finish(done int64) {
 	if p == nil {
 		return
 	}
-	p.draw(done)
-	fmt.Fprintf(p.w, " %v\n", time.Since(p.start).Round(time.Millisecond))
+	_ = p.bar.Set64(done)
+	_ = p.bar.Finish()
+	fmt.Fprintln(p.w)
 }
