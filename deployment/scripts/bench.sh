@@ -11,6 +11,7 @@
 #   BENCH_KEYS [1000000]         keys for redis-ops analyze vs redis-cli --memkeys/--bigkeys
 #   BENCH_BACKUP_MB [1024]       dataset for redis-ops backup vs redis-cli --rdb + sha256sum
 #   BENCH_DOCKER_MB [1024]       data in the volume for the Docker time-to-healthy figure
+#   BENCH_DEPLOY_REPS [3]        repetitions of each `pulumi up` deploy-time case (real engine only)
 #   BENCH_PROGRAM_COUNT [5]      -count of the Go program benchmarks
 #   BENCH_ONLY [all]             regexp of benchmark names, e.g. 'Redis|Program' for a quick run
 #   BENCH_OUTPUT [BENCHMARKS.md] where to write the report
@@ -28,6 +29,7 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 # GNU time measures peak RSS of the ops tools; redis-benchmark comes with redis-tools.
 missing=()
 [ -x /usr/bin/time ] || missing+=(time)
+command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -46,10 +48,10 @@ export BENCH_RESULTS="$work/results.jsonl"
 
 # The command line as a user would type it, with the size settings that were given.
 settings=""
-for v in BENCH_REPS BENCH_DOCKER_REPS BENCH_REQUESTS BENCH_CELERY_TASKS BENCH_KEYS BENCH_BACKUP_MB BENCH_DOCKER_MB BENCH_PROGRAM_COUNT BENCH_ONLY; do
+for v in BENCH_REPS BENCH_DEPLOY_REPS BENCH_DOCKER_REPS BENCH_REQUESTS BENCH_CELERY_TASKS BENCH_KEYS BENCH_BACKUP_MB BENCH_DOCKER_MB BENCH_PROGRAM_COUNT BENCH_ONLY; do
   if [ -n "${!v:-}" ]; then settings+="$v=${!v} "; fi
 done
-effective="BENCH_KEYS=${BENCH_KEYS:-1000000} BENCH_BACKUP_MB=${BENCH_BACKUP_MB:-1024} BENCH_DOCKER_MB=${BENCH_DOCKER_MB:-1024} BENCH_REQUESTS=${BENCH_REQUESTS:-50000} BENCH_CELERY_TASKS=${BENCH_CELERY_TASKS:-500} BENCH_REPS=${BENCH_REPS:-5/5/3/3 (redis-benchmark/Celery/analyze/backup)} BENCH_DOCKER_REPS=${BENCH_DOCKER_REPS:-2} BENCH_PROGRAM_COUNT=$PROGRAM_COUNT"
+effective="BENCH_KEYS=${BENCH_KEYS:-1000000} BENCH_BACKUP_MB=${BENCH_BACKUP_MB:-1024} BENCH_DOCKER_MB=${BENCH_DOCKER_MB:-1024} BENCH_REQUESTS=${BENCH_REQUESTS:-50000} BENCH_CELERY_TASKS=${BENCH_CELERY_TASKS:-500} BENCH_REPS=${BENCH_REPS:-5/5/3/3 (redis-benchmark/Celery/analyze/backup)} BENCH_DOCKER_REPS=${BENCH_DOCKER_REPS:-2} BENCH_DEPLOY_REPS=${BENCH_DEPLOY_REPS:-3} BENCH_PROGRAM_COUNT=$PROGRAM_COUNT"
 start=$(date +%s)
 
 status=0
@@ -65,7 +67,7 @@ fi
 # 1, 2, 3, 5: heavy benchmarks, each run once (-benchtime 1x) and repeating internally (BENCH_REPS),
 # alternating ours and the baseline.
 heavy=()
-for name in RedisThroughput CeleryThroughput OpsAnalyze OpsBackup TimeToHealthy; do
+for name in RedisThroughput CeleryThroughput OpsAnalyze OpsBackup TimeToHealthy DeployTime; do
   if selected "$name"; then heavy+=("$name"); fi
 done
 if [ "${#heavy[@]}" -gt 0 ]; then

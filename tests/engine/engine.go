@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/emailclient/emailclient-infra/stacks"
+	"github.com/emailclient/emailclient-infra/tests/dockertest"
 	"github.com/emailclient/emailclient-infra/tests/tiers"
 )
 
@@ -29,6 +30,9 @@ var Plugins = map[string]string{
 	"docker": "github.com/pulumi/pulumi-docker/sdk/v4",
 	"random": "github.com/pulumi/pulumi-random/sdk/v4",
 }
+
+// Missing says what of the toolchain is missing here ("" when nothing is).
+func Missing() string { return missing() }
 
 // Require runs the test only where the Pulumi CLI, pulumi-language-go, both provider plugins and a
 // Docker engine are installed (tests/tiers: one line otherwise, a failure where the tier is required).
@@ -96,6 +100,52 @@ func sdkVersion(module string) string {
 		}
 	}
 	return ""
+}
+
+// BaseImages are the base images of the Redis and worker images: the stacks build FROM redis:7-alpine
+// and python:3.12-slim, which offline machines cannot pull. EMAILCLIENT_REDIS_BASE_IMAGE and
+// EMAILCLIENT_WORKER_BASE_IMAGE choose others; by default the local Debian images of
+// deployment/scripts/build-base-images.sh (built when missing).
+func BaseImages(t testing.TB) (redis, worker string) {
+	t.Helper()
+	redis, worker = os.Getenv("EMAILCLIENT_REDIS_BASE_IMAGE"), os.Getenv("EMAILCLIENT_WORKER_BASE_IMAGE")
+	if redis == "" {
+		dockertest.EnsureBaseImages(t, "redis")
+		redis = dockertest.RedisBase
+	}
+	if worker == "" {
+		dockertest.EnsureBaseImages(t, "celery")
+		worker = dockertest.CeleryBase
+	}
+	return redis, worker
+}
+
+// NewIsolatedProject is NewProject with every Docker object of the stack given a unique name (so
+// nothing a user deployed on this engine is touched) and the base images of BaseImages. It returns
+// the names' common part. Cleanup also removes the volumes destroy keeps on purpose.
+func NewIsolatedProject(t testing.TB, stack string) (*Project, string) {
+	t.Helper()
+	redisBase, workerBase := BaseImages(t)
+	sfx := strings.TrimPrefix(dockertest.MakeSuffix(t.Name()), "dt-")
+	p := NewProject(t, stack)
+	for key, value := range map[string]string{
+		"container.baseImage":    redisBase,
+		"container.name":         sfx + "-redis",
+		"container.network":      sfx + "-net",
+		"container.volume":       sfx + "-data",
+		"container.imageName":    "emailclient-redis:" + sfx,
+		"emailService.baseImage": workerBase,
+		"emailService.name":      sfx + "-email",
+	} {
+		p.SetPath(key, value)
+	}
+	t.Cleanup(func() {
+		out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+sfx).Output()
+		for _, v := range strings.Fields(string(out)) {
+			_ = exec.Command("docker", "volume", "rm", "-f", v).Run()
+		}
+	})
+	return p, sfx
 }
 
 // Project is a throwaway copy of the project with its own file backend and passphrase.

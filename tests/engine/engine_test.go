@@ -16,55 +16,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/emailclient/emailclient-infra/tests/celerytest"
-	"github.com/emailclient/emailclient-infra/tests/dockertest"
 	"github.com/emailclient/emailclient-infra/tests/engine"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
 
-// Base images: the stacks build FROM redis:7-alpine and python:3.12-slim, which offline machines cannot
-// pull. EMAILCLIENT_REDIS_BASE_IMAGE and EMAILCLIENT_WORKER_BASE_IMAGE choose others; by default the
-// local Debian images of deployment/scripts/build-base-images.sh (built when missing).
-func baseImages(t *testing.T) (redis, worker string) {
-	redis, worker = os.Getenv("EMAILCLIENT_REDIS_BASE_IMAGE"), os.Getenv("EMAILCLIENT_WORKER_BASE_IMAGE")
-	if redis == "" {
-		dockertest.EnsureBaseImages(t, "redis")
-		redis = dockertest.RedisBase
-	}
-	if worker == "" {
-		dockertest.EnsureBaseImages(t, "celery")
-		worker = dockertest.CeleryBase
-	}
-	return redis, worker
-}
-
-// newStack copies the project, creates the stack and gives every Docker object a unique name (so the
-// tier never touches a stack a user deployed on this engine) and the base images.
 func newStack(t *testing.T, stack string) (*engine.Project, string) {
 	engine.Require(t)
-	redisBase, workerBase := baseImages(t)
-	sfx := strings.TrimPrefix(dockertest.MakeSuffix(t.Name()), "dt-")
-	p := engine.NewProject(t, stack)
-	for key, value := range map[string]string{
-		"container.baseImage":    redisBase,
-		"container.name":         sfx + "-redis",
-		"container.network":      sfx + "-net",
-		"container.volume":       sfx + "-data",
-		"container.imageName":    "emailclient-redis:" + sfx,
-		"emailService.baseImage": workerBase,
-		"emailService.name":      sfx + "-email",
-	} {
-		p.SetPath(key, value)
-	}
-	t.Cleanup(func() { removeVolumes(t, sfx) })
-	return p, sfx
-}
-
-// removeVolumes removes what destroy leaves on purpose: the data volumes (RetainOnDelete).
-func removeVolumes(t *testing.T, sfx string) {
-	out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+sfx).Output()
-	for _, v := range strings.Fields(string(out)) {
-		_ = exec.Command("docker", "volume", "rm", "-f", v).Run()
-	}
+	return engine.NewIsolatedProject(t, stack)
 }
 
 // TestDevStack: `make up` of dev, then everything a user relies on (see check).
@@ -92,7 +50,7 @@ func TestProdStack(t *testing.T) {
 	require.NoError(t, os.Chown(data, 999, 1000), "the documented `install -d -o 999 -g 1000 -m 0700`")
 	p.SetPath("container.dataHostPath", data)
 	image := "emailclient-email-service:" + sfx
-	_, workerBase := baseImages(t)
+	_, workerBase := engine.BaseImages(t)
 	build := exec.Command("docker", "build", "-q", "--build-arg", "BASE_IMAGE="+workerBase, "-t", image, filepath.Join(p.Dir, "deployment/docker/email-worker"))
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "build the email-service image: %s", out)

@@ -81,6 +81,9 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 	top := &Topology{Root: r.Root}
 	ips := map[string]string{}
 	for _, res := range r.ByType(declared.ContainerType) {
+		if !res.Inputs["networksAdvanced"].IsArray() {
+			continue // a files carrier: no network
+		}
 		alias := res.Inputs["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]
 		if !alias.HasValue() {
 			continue

@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"testing"
+	"time"
+
+	"github.com/emailclient/emailclient-infra/tests/engine"
+)
+
+const sectionDeploy = "6. Deploy time with the real Pulumi engine"
+
+// seedsHealthcheck is the compose seeds' healthcheck schedule, the baseline of the deploy time.
+var seedsHealthcheck = map[string]string{"interval": "30s", "timeout": "10s", "startPeriod": "5s"} // retries: 3 in both
+
+// BenchmarkDeployTime measures the wall time of `pulumi up` (the real CLI, language host and provider
+// plugins; images already built, nothing else changed: each repetition destroys the stack, then
+// deploys it again) for the dev stack and the Sentinel topology, with our healthcheck schedule and,
+// as the baseline in the same run, with the seeds' (interval 30s), repetitions alternating.
+// BENCH_DEPLOY_REPS (default 3) repetitions each. Where the engine toolchain is missing it says so in
+// one line (in the report too) and measures nothing.
+func BenchmarkDeployTime(b *testing.B) {
+	if why := engine.Missing(); why != "" {
+		Annotate(b, sectionDeploy, "Not run on this machine: %s.", why)
+		b.Skip("deploy time: not run: " + why)
+	}
+	reps := EnvInt(b, "BENCH_DEPLOY_REPS", 3)
+	type variant struct {
+		stack, name string
+		baseline    bool
+		project     *engine.Project
+		times       []float64
+	}
+	var variants []*variant
+	for _, stack := range []string{"dev", "sentinel"} {
+		for _, seeds := range []bool{false, true} {
+			v := &variant{stack: stack, name: "ours: healthcheck every 5s", baseline: seeds}
+			if seeds {
+				v.name = "seeds' healthcheck schedule (every 30s)"
+			}
+			p, _ := engine.NewIsolatedProject(b, stack)
+			p.SetPath("profile", "dev")
+			p.SetPath("container.hostPort", "0")
+			if stack == "sentinel" {
+				p.SetPath("topology.mode", "sentinel")
+			}
+			if seeds {
+				for k, val := range seedsHealthcheck {
+					p.SetPath("container.healthcheck."+k, val)
+				}
+			}
+			// Build the images once; repetitions then measure deploys with images cached.
+			p.Pulumi("up", "--yes", "--stack", p.Stack)
+			p.Pulumi("destroy", "--yes", "--stack", p.Stack)
+			v.project = p
+			variants = append(variants, v)
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		for rep := 0; rep < reps; rep++ {
+			for k := range variants {
+				v := variants[(k+rep)%len(variants)]
+				start := time.Now()
+				v.project.Pulumi("up", "--yes", "--stack", v.project.Stack)
+				v.times = append(v.times, time.Since(start).Seconds())
+				v.project.Pulumi("destroy", "--yes", "--stack", v.project.Stack)
+			}
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+	for _, v := range variants {
+		Record(b, Series{Section: sectionDeploy, Metric: "pulumi up wall time, " + v.stack, Variant: v.name,
+			Unit: "s", Better: "lower", Baseline: v.baseline, Values: v.times})
+	}
+	Annotate(b, sectionDeploy, "`pulumi up --yes` of a throwaway copy of the project (tests/engine: file backend, unique names, base images %s), "+
+		"from an empty stack with the images already built (Image resources unchanged), until every container is created and Redis (and each Sentinel) is healthy and waited for; "+
+		"then `pulumi destroy`. Both stacks: dev profile, no host port; sentinel adds topology.mode sentinel (3 data nodes, 3 Sentinels). "+
+		"Baseline: the same stack with the seeds' healthcheck (interval 30s, timeout 10s, 3 retries, start period 5s). %d repetitions each, in rotating order.",
+		"local/redis-base and local/celery-base by default", reps)
+}
