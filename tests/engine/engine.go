@@ -140,9 +140,16 @@ func NewIsolatedProject(t testing.TB, stack string) (*Project, string) {
 		p.SetPath(key, value)
 	}
 	t.Cleanup(func() {
+		// What destroy keeps on purpose (data volumes) or by design (images): this project's only.
 		out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+sfx).Output()
 		for _, v := range strings.Fields(string(out)) {
 			_ = exec.Command("docker", "volume", "rm", "-f", v).Run()
+		}
+		out, _ = exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
+		for _, image := range strings.Fields(string(out)) {
+			if strings.Contains(image, sfx) {
+				_ = exec.Command("docker", "image", "rm", "-f", image).Run()
+			}
 		}
 	})
 	return p, sfx
