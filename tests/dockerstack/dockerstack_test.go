@@ -22,6 +22,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
+	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/tests/declared"
 	"github.com/emailclient/emailclient-infra/tests/dockertest"
 )
@@ -504,8 +505,8 @@ func TestWrongHealthcheckPassword(t *testing.T) {
 		if err := os.WriteFile(f, []byte(content), 0o444); err != nil {
 			t.Fatal(err)
 		}
-		// Into the /run/redis volume (the root filesystem is read-only).
-		dockerCmd(t, "cp", f, d.Container(redisCtr)+":/run/redis/ops.password")
+		// Into the /run/redis volume through the files carrier: Redis mounts it read-only.
+		dockerCmd(t, "cp", f, d.Container(components.FilesCarrier(redisCtr))+":/run/redis/ops.password")
 	}
 	cp("wrong-password-for-the-healthcheck")
 	start := time.Now()

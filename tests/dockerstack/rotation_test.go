@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/tests/declared"
 	"github.com/emailclient/emailclient-infra/tests/dockertest"
 )
@@ -125,6 +126,7 @@ func TestPasswordRotationWithContainers(t *testing.T) {
 	resB := declareWith(t, "dev", cfg, after)
 	start := time.Now()
 	dockerCmd(t, "stop", "-t", "20", d.Container(redisCtr)) // graceful, as a deploy stops the old container
+	d.ReplaceWith(t, declaredResource(t, resB, declared.ContainerType, components.FilesCarrier(redisCtr)))
 	d.ReplaceWith(t, declaredResource(t, resB, declared.ContainerType, redisCtr))
 	d.ReplaceWith(t, declaredResource(t, resB, declared.ContainerType, emailCtr))
 	t.Logf("FIGURE rotation: re-create Redis (healthy) and email-service from the new inputs: %s", time.Since(start).Round(100*time.Millisecond))

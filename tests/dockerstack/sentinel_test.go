@@ -99,6 +99,9 @@ func TestSentinelFailoverWithContainers(t *testing.T) {
 
 	var nodes, sentinels []string
 	for _, c := range res.ByType(declared.ContainerType) {
+		if _, isNode := res.RunFiles(c.Name); !isNode {
+			continue // the email-service, a files carrier
+		}
 		switch {
 		case strings.HasPrefix(c.Name, sentinelPfx):
 			sentinels = append(sentinels, c.Name)

@@ -93,26 +93,19 @@ func Require(t testing.TB) {
 	tiers.Require(t, tiers.Docker, engineMissing())
 }
 
-var (
-	engineOnce sync.Once
-	engineWhy  string
-)
-
-func engineMissing() string {
-	engineOnce.Do(func() {
-		if _, err := exec.LookPath("docker"); err != nil {
-			engineWhy = "no docker CLI on PATH"
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput()
-		if err != nil {
-			engineWhy = "no Docker engine reachable (docker info: " + firstLine(string(out), err) + ")"
-		}
-	})
-	return engineWhy
-}
+// engineMissing says why no Docker engine answers ("" when one does), looked up once per test binary.
+var engineMissing = sync.OnceValue(func() string {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return "no docker CLI on PATH"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput()
+	if err != nil {
+		return "no Docker engine reachable (docker info: " + firstLine(string(out), err) + ")"
+	}
+	return ""
+})
 
 func firstLine(out string, err error) string {
 	for _, l := range strings.Split(out, "\n") {

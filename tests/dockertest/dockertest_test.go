@@ -25,7 +25,7 @@ func selfTestResources(dir string) []Resource {
 		"image":             resource.MakeComputed(resource.NewStringProperty("")), // repoDigest, unknown under mocks
 		"command":           []any{"redis-server", "/data/redis.conf"},
 		"user":              "redis",
-		"readOnly":          true,
+		"readOnly":          false, // the provider uploads to "/", which Docker refuses for a read-only root
 		"tmpfs":             map[string]any{"/tmp": "rw,noexec,nosuid,size=16m"},
 		"capabilities":      map[string]any{"drops": []any{"ALL"}},
 		"securityOpts":      []any{"no-new-privileges:true"},
@@ -131,7 +131,7 @@ func TestApplySelfTest(t *testing.T) {
 		eq("Config.User", cfg["User"], "redis")
 		eq("Cmd", strings.Join(asList(cfg["Cmd"]), " "), "redis-server /data/redis.conf")
 		contains("Config.Env", cfg["Env"], "FOO=bar baz")
-		eq("HostConfig.ReadonlyRootfs", hc["ReadonlyRootfs"], true)
+		eq("HostConfig.ReadonlyRootfs", hc["ReadonlyRootfs"], false)
 		eq("HostConfig.Tmpfs[/tmp]", hc["Tmpfs"].(map[string]any)["/tmp"], "rw,noexec,nosuid,size=16m")
 		contains("HostConfig.CapDrop", hc["CapDrop"], "ALL")
 		contains("HostConfig.SecurityOpt", hc["SecurityOpt"], "no-new-privileges:true")

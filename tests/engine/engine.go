@@ -41,15 +41,8 @@ func Require(t testing.TB) {
 	tiers.Require(t, tiers.Engine, missing())
 }
 
-var (
-	missingOnce sync.Once
-	missingWhy  string
-)
-
-func missing() string {
-	missingOnce.Do(func() { missingWhy = findMissing() })
-	return missingWhy
-}
+// missing is findMissing, looked up once per test binary.
+var missing = sync.OnceValue(findMissing)
 
 func findMissing() string {
 	if _, err := exec.LookPath("pulumi"); err != nil {
