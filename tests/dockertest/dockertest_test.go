@@ -61,6 +61,9 @@ func selfTestResources(dir string) []Resource {
 		"command":          []any{"infinity"},
 		"user":             "redis",
 		"networksAdvanced": []any{map[string]any{"name": "selftest-net"}},
+		// Declared: the provider reads the engine's default log options back otherwise (checkReadBack).
+		"logDriver": "json-file",
+		"logOpts":   map[string]any{"max-size": "1m", "max-file": "2"},
 	})
 	client["envs"] = secret([]any{"REDISCLI_AUTH=" + selfTestPassword})
 	return []Resource{

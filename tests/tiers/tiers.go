@@ -40,6 +40,7 @@ func Require(t testing.TB, tier, missing string) {
 	if Required(tier) {
 		record(fmt.Sprintf("tier %s: FAILED: required by EMAILCLIENT_REQUIRE_TIERS, but %s", tier, missing))
 		t.Fatalf("tier %s is required (EMAILCLIENT_REQUIRE_TIERS) but %s", tier, missing)
+		return
 	}
 	record(line)
 	t.Skip(line)
