@@ -130,6 +130,7 @@ func BenchmarkTimeToHealthy(b *testing.B) {
 	const stockCtr = "bench-stock-redis"
 	sd := dockertest.Apply(b, []dockertest.Resource{{Type: declared.ContainerType, Name: stockCtr, Inputs: resource.NewPropertyMapFromMap(map[string]any{
 		"name": stockCtr, "image": dockertest.RedisBase, "command": []any{"redis-server"}, "healthcheck": hc, "wait": true, "waitTimeout": 180,
+		"logDriver": "json-file", "logOpts": declaredHC.Inputs["logOpts"].Mappable(),
 	})}}, dockertest.ApplyOptions{ImageFor: func(string) string { return dockertest.RedisBase }})
 	stockReal := sd.Container(stockCtr)
 
