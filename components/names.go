@@ -42,8 +42,9 @@ func nodeSuffixes(t Topology) (data, sentinels []string) {
 // runVolumeName is the run volume of the container named container.
 func runVolumeName(container string) string { return container + "-run" }
 
-// filesCarrierName is the files carrier of the container named container.
-func filesCarrierName(container string) string { return container + "-files" }
+// FilesCarrier is the name of the files carrier of the Redis container named node: its Docker name,
+// and its resource name from the Redis container's resource name.
+func FilesCarrier(node string) string { return node + "-files" }
 
 // opsContainerName is the operations container of role (backup, metrics).
 func opsContainerName(c RedisContainer, role string) string { return c.Name + "-" + role }
@@ -68,7 +69,7 @@ func BrokerObjects(c RedisContainer, t Topology, o *Operations) []DockerObject {
 		name := c.Name + sfx
 		out = append(out,
 			DockerObject{KindContainer, name, "container.name", c.Name},
-			DockerObject{KindContainer, filesCarrierName(name), "container.name", c.Name},
+			DockerObject{KindContainer, FilesCarrier(name), "container.name", c.Name},
 			DockerObject{KindVolume, runVolumeName(name), "container.name", c.Name})
 		if i < len(data) && c.DataHostPath != "" {
 			out = append(out, DockerObject{KindHostPath, nodeHostPath(c.DataHostPath, t, i), "container.dataHostPath", c.DataHostPath})

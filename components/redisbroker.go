@@ -405,9 +405,6 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		pulumi.ReplaceOnChanges([]string{"healthcheck"}))
 }
 
-// FilesCarrier is the resource name of the files carrier of the Redis container named node.
-func FilesCarrier(node string) string { return filesCarrierName(node) }
-
 // filesCarrier declares the container that places a node's runtime files (n.uploads) in its run
 // volume: created, never started, with no network. The provider uploads files by copying a tar to
 // "/" of the container, which Docker refuses for a read-only root filesystem even when the file
@@ -416,7 +413,7 @@ func FilesCarrier(node string) string { return filesCarrierName(node) }
 // changes, and so is the carrier.
 func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.StringOutput) (*docker.Container, error) {
 	return docker.NewContainer(ctx, FilesCarrier(n.resource), &docker.ContainerArgs{
-		Name:        pulumi.String(filesCarrierName(n.container)),
+		Name:        pulumi.String(FilesCarrier(n.container)),
 		Image:       e.image,
 		Command:     pulumi.ToStringArray(n.command),
 		User:        pulumi.String(e.args.Container.User()),

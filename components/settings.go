@@ -207,6 +207,9 @@ type MetricsEndpoint struct {
 	HostIP string `json:"hostIp"`
 }
 
+// Enabled reports whether any operations container (backup or metrics) is deployed.
+func (o Operations) Enabled() bool { return o.Backup.Enabled || o.Metrics.Enabled }
+
 // DefaultOperations are off (dev); prod switches both on.
 func DefaultOperations() Operations {
 	return Operations{

@@ -3,6 +3,7 @@ package stacks
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/emailclient/emailclient-infra/components"
@@ -28,7 +29,7 @@ func (s Settings) collisions() []error {
 			a.Key, quote(a.Value), b.Key, quote(b.Value), a.Kind, a.Name, why, accepted))
 	}
 	var ops *components.Operations
-	if s.Operations.Backup.Enabled || s.Operations.Metrics.Enabled {
+	if s.Operations.Enabled() {
 		ops = &s.Operations
 	}
 	objects := append(components.BrokerObjects(s.Container, s.Topology, ops), s.EmailService.Objects()...)
@@ -53,13 +54,15 @@ func (s Settings) collisions() []error {
 	reported := map[string]bool{}
 	for _, o := range objects {
 		switch {
-		case o.Kind == components.KindNetwork && contains(reservedNetworks, o.Name):
+		case o.Kind == components.KindNetwork && slices.Contains(reservedNetworks, o.Name):
 			errs = append(errs, &redisconf.FieldError{Key: o.Key, Value: o.Name,
 				Accepted: "Docker reserves it; accepted: a network of the stack's own, such as emailclient-net (not " + strings.Join(reservedNetworks, ", ") + ")"})
-		case o.Kind == components.KindHostPath && systemPath(o.Name) != "" && !reported[o.Key]:
-			reported[o.Key] = true
-			errs = append(errs, &redisconf.FieldError{Key: o.Key, Value: o.Value, Accepted: fmt.Sprintf(
-				"%s belongs to the host or Docker, or is emptied at boot; accepted: a directory of its own such as /srv/emailclient/redis", systemPath(o.Name))})
+		case o.Kind == components.KindHostPath && !reported[o.Key]:
+			if sys := systemPath(o.Name); sys != "" {
+				reported[o.Key] = true
+				errs = append(errs, &redisconf.FieldError{Key: o.Key, Value: o.Value, Accepted: fmt.Sprintf(
+					"%s belongs to the host or Docker, or is emptied at boot; accepted: a directory of its own such as /srv/emailclient/redis", sys)})
+			}
 		}
 	}
 	if c := s.Container; c.BaseImage == c.ImageName {
@@ -106,15 +109,6 @@ func quote(v any) string {
 		return fmt.Sprintf("%q", s)
 	}
 	return fmt.Sprint(v)
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 func saveString(points []redisconf.SavePoint) string {

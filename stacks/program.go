@@ -87,7 +87,7 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 		return nil, err
 	}
 	d := &Deployment{Settings: s, Broker: broker}
-	if s.Operations.Backup.Enabled || s.Operations.Metrics.Enabled {
+	if s.Operations.Enabled() {
 		if d.Ops, err = components.NewOpsServices(ctx, "ops", &components.OpsServicesArgs{
 			Settings:   s.Operations,
 			Broker:     broker,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,9 +42,9 @@ func StackFileConfig(root, stack string) (map[string]string, error) {
 // (plain values only): the project's declared defaults applied and every declaration checked, with
 // the CLI's code (workspace.ValidateStackConfigAndApplyProjectConfig).
 func ProjectConfig(project *workspace.Project, stack string, stackConfig config.Map) (map[string]string, error) {
-	merged := config.Map{}
-	for k, v := range stackConfig {
-		merged[k] = v
+	merged := maps.Clone(stackConfig)
+	if merged == nil {
+		merged = config.Map{}
 	}
 	if err := workspace.ValidateStackConfigAndApplyProjectConfig(context.Background(), stack, project, esc.Value{},
 		merged, config.NopEncrypter, config.NopDecrypter); err != nil {

@@ -50,7 +50,8 @@ func Parse(expr string, loc *time.Location) (*Spec, error) {
 	}
 	spec.Location = loc
 	p := &Spec{expr: expr, sched: spec}
-	if now := time.Now().In(loc); p.Next(now).IsZero() || p.Next(now).Sub(now) > horizon {
+	now := time.Now().In(loc)
+	if next := p.Next(now); next.IsZero() || next.Sub(now) > horizon {
 		return nil, fmt.Errorf("cron %q: never matches (no such date within five years)", expr)
 	}
 	return p, nil

@@ -93,6 +93,9 @@ func Require(t testing.TB) {
 	tiers.Require(t, tiers.Docker, engineMissing())
 }
 
+// EngineMissing says why no Docker engine answers here ("" when one does).
+func EngineMissing() string { return engineMissing() }
+
 // engineMissing says why no Docker engine answers ("" when one does), looked up once per test binary.
 var engineMissing = sync.OnceValue(func() string {
 	if _, err := exec.LookPath("docker"); err != nil {

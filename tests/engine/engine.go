@@ -69,12 +69,7 @@ func findMissing() string {
 			return fmt.Sprintf("the %s provider plugin %s is not installed (pulumi plugin install resource %s %s)", name, want, name, strings.TrimPrefix(want, "v"))
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := exec.CommandContext(ctx, "docker", "info").Run(); err != nil {
-		return "no Docker engine (docker info failed)"
-	}
-	return ""
+	return dockertest.EngineMissing()
 }
 
 // sdkVersion is the version go.mod requires of module ("" when it requires none).
