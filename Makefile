@@ -3,7 +3,7 @@ GO ?= go
 STACK ?= dev
 FUZZTIME ?= 20s
 
-.PHONY: help test fuzz unit lint up preview outputs destroy config base-images
+.PHONY: help test fuzz unit lint up preview outputs destroy pin-names config base-images
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -36,6 +36,9 @@ outputs: ## show STACK's outputs (secrets hidden; see deploy.sh output)
 
 destroy: ## destroy STACK (the data volume is kept)
 	bash deployment/scripts/deploy.sh destroy $(STACK)
+
+pin-names: ## keep the Docker names of a STACK deployed before names were scoped by stack (see README)
+	bash deployment/scripts/deploy.sh pin-names $(STACK)
 
 config: ## print the redis.conf STACK runs
 	$(GO) run ./deployment/cmd/redis-config --stack $(STACK)

@@ -54,7 +54,7 @@ func (c Celery) CeleryEnv() map[string]string {
 		"CELERY_BROKER_VISIBILITY_TIMEOUT":  strconv.Itoa(c.VisibilityTimeout),
 		"CELERY_WORKER_CONCURRENCY":         strconv.Itoa(c.WorkerConcurrency),
 		"CELERY_TASK_ACKS_LATE":             strconv.FormatBool(c.AcksLate),
-		"CELERY_TASK_REJECT_ON_WORKER_LOST": strconv.FormatBool(c.AcksLate),
+		"CELERY_TASK_REJECT_ON_WORKER_LOST": strconv.FormatBool(c.RejectOnWorkerLost),
 		"CELERY_WORKER_PREFETCH_MULTIPLIER": strconv.Itoa(c.PrefetchMultiplier),
 		"CELERY_LOG_LEVEL":                  c.LogLevel,
 	}
@@ -84,7 +84,7 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 	image := pulumi.String(args.Container.Image).ToStringOutput()
 	if args.Container.Image == "" {
 		built, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
-			ImageName: pulumi.String(ReferenceWorkerImage),
+			ImageName: pulumi.String(ReferenceWorkerImage(args.Container.Name)),
 			SkipPush:  pulumi.Bool(true),
 			Build: &docker.DockerBuildArgs{
 				Context:    pulumi.String(args.BuildContext),
@@ -110,13 +110,29 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 		}
 		return envList(e)
 	}).(pulumi.StringArrayOutput)
+	c := args.Container
+	var tmpfs pulumi.StringMap
+	if c.ReadOnlyRoot {
+		tmpfs = pulumi.StringMap{"/tmp": pulumi.String("rw,noexec,nosuid,size=64m")}
+	}
 	container, err := docker.NewContainer(ctx, name+"-container", &docker.ContainerArgs{
-		Name:    pulumi.String(args.Container.Name),
+		Name:    pulumi.String(c.Name),
 		Image:   image,
 		Restart: pulumi.String("unless-stopped"),
 		// The URLs carry the password: the whole env array is secret.
-		Envs:         pulumi.ToSecret(env).(pulumi.StringArrayOutput),
+		Envs: pulumi.ToSecret(env).(pulumi.StringArrayOutput),
+		// Hardening: no capabilities (a Celery worker needs none), no privilege escalation, a read-only
+		// root with a small /tmp, memory without swap and a process cap.
+		Capabilities: &docker.ContainerCapabilitiesArgs{Drops: pulumi.StringArray{pulumi.String("ALL")}},
 		SecurityOpts: pulumi.StringArray{pulumi.String("no-new-privileges:true")},
+		ReadOnly:     pulumi.Bool(c.ReadOnlyRoot),
+		Tmpfs:        tmpfs,
+		Memory:       pulumi.Int(megabytes(c.Memory)),
+		MemorySwap:   pulumi.Int(megabytes(c.Memory)),
+		Ulimits:      maxProcesses(c.MaxProcesses),
+		// SIGTERM starts Celery's warm shutdown: running tasks finish within the grace.
+		StopTimeout:         pulumi.Int(c.StopGraceSeconds),
+		DestroyGraceSeconds: pulumi.Int(c.StopGraceSeconds),
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{&docker.ContainerNetworksAdvancedArgs{
 			Name: b.Network,
 		}},
@@ -131,6 +147,14 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 	s.ContainerName = container.Name
 	s.Image = image
 	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{"containerName": s.ContainerName, "image": s.Image})
+}
+
+// maxProcesses is the nproc ulimit of n processes (none when n is 0).
+func maxProcesses(n int) docker.ContainerUlimitArray {
+	if n == 0 {
+		return nil
+	}
+	return docker.ContainerUlimitArray{&docker.ContainerUlimitArgs{Name: pulumi.String("nproc"), Soft: pulumi.Int(n), Hard: pulumi.Int(n)}}
 }
 
 // platform is Platform or its default, linux/amd64.

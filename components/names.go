@@ -53,8 +53,8 @@ func opsContainerName(c RedisContainer, role string) string { return c.Name + "-
 func opsImageName(c RedisContainer) string { return "emailclient-redis-ops:" + c.Name }
 
 // ReferenceWorkerImage is the local tag of the reference email-service worker built when
-// emailService.image is empty.
-const ReferenceWorkerImage = "emailclient-email-worker:reference"
+// emailService.image is empty, for the email-service container named name.
+func ReferenceWorkerImage(name string) string { return "emailclient-email-worker:" + name }
 
 // BrokerObjects are the Docker and host objects a broker (and its operations containers when o is
 // not nil) creates or uses, each with the "container.", "operations." or "topology." setting it comes
@@ -117,7 +117,7 @@ func (e EmailServiceContainer) Objects() []DockerObject {
 	}
 	out := []DockerObject{{KindContainer, e.Name, "emailService.name", e.Name}}
 	if e.Image == "" {
-		out = append(out, DockerObject{KindImage, ReferenceWorkerImage, "emailService.image", "(empty: the reference worker)"})
+		out = append(out, DockerObject{KindImage, ReferenceWorkerImage(e.Name), "emailService.name", e.Name})
 	}
 	return out
 }

@@ -23,6 +23,8 @@ const (
 	BackupsDir = "/backups"
 	// opsBinary is the redis-ops binary in its FROM scratch image.
 	opsBinary = "/redis-ops"
+	// opsStopGraceSeconds lets a backup being written finish (or clean up its partial file) on a stop.
+	opsStopGraceSeconds = 30
 )
 
 // OpsServicesArgs are the inputs of OpsServices.
@@ -38,6 +40,8 @@ type OpsServicesArgs struct {
 	ImageDir string
 	// SourceRoot is the repository root, the build context of source builds. Required for them.
 	SourceRoot string
+	// Protect marks the backups volume protected, as RedisBrokerArgs.Protect. Defaults to false.
+	Protect bool
 }
 
 // OpsServices are the scheduled-backup and metrics containers of a broker, both running redis-ops.
@@ -100,7 +104,7 @@ func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesA
 	runMount := &docker.ContainerVolumeArgs{VolumeName: access.RunVolume, ContainerPath: pulumi.String(redisconf.RunDir), ReadOnly: pulumi.Bool(true)}
 	var backups *docker.ContainerVolumeArgs
 	if o.Backup.Enabled {
-		if backups, err = s.backupMount(ctx, name, o.Backup, parent); err != nil {
+		if backups, err = s.backupMount(ctx, name, o.Backup, parent, pulumi.Protect(args.Protect)); err != nil {
 			return err
 		}
 		data := &docker.ContainerVolumeArgs{VolumeName: access.DataVolume, ContainerPath: pulumi.String(redisconf.DataDir), ReadOnly: pulumi.Bool(true)}
@@ -150,12 +154,12 @@ func opsBuild(args *OpsServicesArgs) *docker.DockerBuildArgs {
 }
 
 // backupMount declares the backup volume (kept on destroy, like the data) or uses the host path.
-func (s *OpsServices) backupMount(ctx *pulumi.Context, name string, b BackupSchedule, parent pulumi.ResourceOption) (*docker.ContainerVolumeArgs, error) {
+func (s *OpsServices) backupMount(ctx *pulumi.Context, name string, b BackupSchedule, parent, protect pulumi.ResourceOption) (*docker.ContainerVolumeArgs, error) {
 	if b.HostPath != "" {
 		return &docker.ContainerVolumeArgs{HostPath: pulumi.String(b.HostPath), ContainerPath: pulumi.String(BackupsDir)}, nil
 	}
 	v, err := docker.NewVolume(ctx, name+"-backups", &docker.VolumeArgs{Name: pulumi.String(b.Volume)},
-		parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true))
+		parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true), protect)
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +199,8 @@ func opsContainer(ctx *pulumi.Context, name, role string, args *OpsServicesArgs,
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{&docker.ContainerNetworksAdvancedArgs{
 			Name: args.Broker.Network, Aliases: aliases,
 		}},
-		Ports: ports,
+		Ports:               ports,
+		StopTimeout:         pulumi.Int(opsStopGraceSeconds),
+		DestroyGraceSeconds: pulumi.Int(opsStopGraceSeconds),
 	}, parent, pulumi.DependsOn(args.Broker.Containers), pulumi.DeleteBeforeReplace(true))
 }

@@ -31,6 +31,8 @@ const (
 	FilesLabel = "emailclient.files-carrier"
 	// waitTimeoutSeconds bounds how long `pulumi up` waits for the Redis container to turn healthy.
 	waitTimeoutSeconds = 180
+	// sentinelStopGraceSeconds is a Sentinel's shutdown time: it saves its small config file only.
+	sentinelStopGraceSeconds = 10
 )
 
 // RedisBrokerArgs are the inputs of a RedisBroker. Plain Go values shape the resources; passwords are
@@ -54,6 +56,9 @@ type RedisBrokerArgs struct {
 	Topology Topology
 	// Rotation is kept by the generated passwords: a new value generates new ones. Defaults to 0.
 	Rotation int
+	// Protect marks the data volumes protected (pulumi.Protect): destroy, and any change that would
+	// replace them, stop with an error. Defaults to false.
+	Protect bool
 }
 
 // RedisBroker is a Redis 7 server deployed as a Celery broker and result backend.
@@ -195,6 +200,7 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 			resource: name + "-redis", runVolume: name + "-run", dataVolume: name + "-data",
 			container: c.Name, alias: RedisAlias, volume: c.Volume, hostPath: c.DataHostPath,
 			command: []string{redisconf.ConfigFile}, uploads: uploads, ports: ports(args.Config.Port, c),
+			stopGrace: c.StopGrace(args.Config),
 		})
 		if err != nil {
 			return err
@@ -243,7 +249,7 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		container, err := env.node(ctx, node{
 			resource: name + "-redis" + suffix, runVolume: name + "-run" + suffix, dataVolume: name + "-data" + suffix,
 			container: c.Name + suffix, alias: NodeAlias(i), volume: c.Volume + suffix, hostPath: hostPath,
-			command: []string{redisconf.ConfigFile}, uploads: uploads,
+			command: []string{redisconf.ConfigFile}, uploads: uploads, stopGrace: c.StopGrace(args.Config),
 		})
 		if err != nil {
 			return err
@@ -270,7 +276,7 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		container, err := env.node(ctx, node{
 			resource: name + suffix, runVolume: name + suffix + "-run", dataVolume: name + suffix + "-data",
 			container: c.Name + suffix, alias: SentinelAlias(j), volume: c.Volume + suffix,
-			command: []string{"sentinel"}, uploads: uploads, dependsOn: dataNodes,
+			command: []string{"sentinel"}, uploads: uploads, dependsOn: dataNodes, stopGrace: sentinelStopGraceSeconds,
 		})
 		if err != nil {
 			return err
@@ -331,6 +337,7 @@ type node struct {
 	uploads                         docker.ContainerUploadArrayOutput
 	ports                           docker.ContainerPortArray
 	dependsOn                       []pulumi.Resource
+	stopGrace                       int // seconds from SIGTERM to SIGKILL
 }
 
 // node declares one hardened Redis container with its runtime volume (the uploads) and its data
@@ -359,7 +366,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	} else {
 		// The data volume outlives the stack: `pulumi destroy` must never take queued tasks with it.
 		data, err := docker.NewVolume(ctx, n.dataVolume, &docker.VolumeArgs{Name: pulumi.String(n.volume)},
-			e.parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true))
+			e.parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true), pulumi.Protect(e.args.Protect))
 		if err != nil {
 			return nil, err
 		}
@@ -389,6 +396,10 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 			Aliases: pulumi.StringArray{pulumi.String(n.alias)},
 		}},
 		Ports: n.ports,
+		// A stop, replace or destroy sends SIGTERM and waits this long before SIGKILL (without it the
+		// provider kills at once and Redis skips its last AOF write and final save).
+		StopTimeout:         pulumi.Int(n.stopGrace),
+		DestroyGraceSeconds: pulumi.Int(n.stopGrace),
 		// The files in the run volume are the carrier's: a new carrier (new files) replaces Redis too.
 		Labels:      docker.ContainerLabelArray{&docker.ContainerLabelArgs{Label: pulumi.String(FilesLabel), Value: files.ID()}},
 		Wait:        pulumi.Bool(true),
@@ -489,6 +500,18 @@ func escapeAll(s string) string {
 
 func celeryURL(password pulumi.StringOutput, port, db int) pulumi.StringOutput {
 	return pulumi.ToSecret(password.ApplyT(func(pw string) string { return CeleryURL(pw, port, db) })).(pulumi.StringOutput)
+}
+
+// StopGrace is the seconds Docker gives a Redis data node to shut down cleanly:
+// container.stopGraceSeconds when set, else derived from redis.maxmemory: 20 s (Redis's own 10 s
+// shutdown-timeout for lagging replicas, and margin) plus the final RDB save of a full dataset at a
+// conservative 32 MB/s (512mb: 36 s, 1gb: 52 s).
+func (c RedisContainer) StopGrace(cfg redisconf.Config) int {
+	if c.StopGraceSeconds != 0 {
+		return c.StopGraceSeconds
+	}
+	n, _ := redisconf.ParseMemory(cfg.MaxMemory)
+	return 20 + int((n+32<<20-1)/(32<<20))
 }
 
 func healthcheckArgs(h Healthcheck) *docker.ContainerHealthcheckArgs {

@@ -51,6 +51,10 @@ type RedisContainer struct {
 	// CPUShares is the relative CPU weight under contention (Docker's closest to a CPU reservation
 	// outside Swarm). Defaults to 0 (Docker's 1024) in dev and 512 in prod; 0 or 2-262144.
 	CPUShares int `json:"cpuShares"`
+	// StopGraceSeconds is how long Docker waits after SIGTERM for Redis to shut down cleanly (the
+	// last AOF write and fsync, the final RDB save) before it kills it, on every stop, replace and
+	// destroy. Defaults to 0: derived from redis.maxmemory (see StopGrace); 10-3600 when set.
+	StopGraceSeconds int `json:"stopGraceSeconds"`
 }
 
 // Healthcheck is the Docker healthcheck schedule. The seeds probed every 30s; Docker before 25 runs
@@ -105,8 +109,14 @@ type Celery struct {
 	// WorkerConcurrency is the number of worker processes. Defaults to 4; 1-256.
 	WorkerConcurrency int `json:"workerConcurrency"`
 	// AcksLate acknowledges a task after it ran, so a worker lost mid-task does not lose it.
-	// Defaults to true.
+	// Defaults to true. A task is never redelivered before VisibilityTimeout: countdowns, ETAs and
+	// retry delays must stay below it, or Redis hands the waiting task out again every
+	// VisibilityTimeout and it runs twice (the same email sent twice).
 	AcksLate bool `json:"acksLate"`
+	// RejectOnWorkerLost requeues a task whose worker process died under it (killed, out of
+	// memory). Defaults to false: such a task fails with WorkerLostError, since a task that crashes its
+	// worker would otherwise be requeued and crash workers forever. Needs acksLate.
+	RejectOnWorkerLost bool `json:"rejectOnWorkerLost"`
 	// PrefetchMultiplier is how many tasks a worker process reserves. Defaults to 1; 1-100.
 	PrefetchMultiplier int `json:"prefetchMultiplier"`
 	// LogLevel is the worker's log level: debug, info, warning, error. Defaults to debug in dev, info in prod.
@@ -122,10 +132,24 @@ type EmailServiceContainer struct {
 	Image string `json:"image"`
 	// BaseImage is the base of the reference worker build (build arg BASE_IMAGE). Defaults to python:3.12-slim.
 	BaseImage string `json:"baseImage"`
-	// Name is the container name. Defaults to emailclient-email-service.
+	// Name is the container name. Defaults to emailclient-<stack>-email-service. The reference worker
+	// is built as emailclient-email-worker:<name>.
 	Name string `json:"name"`
 	// Log is the container's log rotation; defaults as for Redis.
 	Log LogRotation `json:"log"`
+	// StopGraceSeconds is how long a running task gets to finish (Celery's warm shutdown on SIGTERM)
+	// when the container is stopped, replaced or destroyed, before Docker kills the worker; a killed
+	// task is redelivered only after celery.visibilityTimeout. Defaults to 60; 1-3600.
+	StopGraceSeconds int `json:"stopGraceSeconds"`
+	// Memory is the container memory limit (no swap), e.g. 1gb. Defaults to 1gb; empty for none.
+	Memory string `json:"memory"`
+	// MaxProcesses caps the processes and threads of the worker's user (the nproc ulimit: the
+	// provider has no pids limit), so a fork bomb or a leak stays contained; it does not bind an image
+	// that runs as root. Defaults to 256; 0 for none, else 16-32768.
+	MaxProcesses int `json:"maxProcesses"`
+	// ReadOnlyRoot runs the worker with a read-only root filesystem and a small writable /tmp.
+	// Defaults to true; set false for an image that writes elsewhere.
+	ReadOnlyRoot bool `json:"readOnlyRoot"`
 }
 
 // Topology is the shape of a RedisBroker.

@@ -116,6 +116,9 @@ func (c RedisContainer) Validate(prefix string) error {
 	if c.CPUShares != 0 {
 		v.between("cpuShares", c.CPUShares, 2, 262144)
 	}
+	if c.StopGraceSeconds != 0 {
+		v.between("stopGraceSeconds", c.StopGraceSeconds, 10, 3600)
+	}
 	return errors.Join(v.errs...)
 }
 
@@ -151,6 +154,9 @@ func (c Celery) Validate(prefix string) error {
 	if c.VisibilityTimeout <= c.TaskTimeLimit || c.VisibilityTimeout > 30*86400 {
 		v.fail("visibilityTimeout", c.VisibilityTimeout, fmt.Sprintf("accepted: more than celery.taskTimeLimit (%d), or tasks still running are delivered again and run twice; at most 2592000", c.TaskTimeLimit))
 	}
+	if c.RejectOnWorkerLost && !c.AcksLate {
+		v.fail("rejectOnWorkerLost", true, "accepted: false, or true together with celery.acksLate: true (only an unacknowledged task can be requeued)")
+	}
 	v.between("workerConcurrency", c.WorkerConcurrency, 1, 256)
 	v.between("prefetchMultiplier", c.PrefetchMultiplier, 1, 100)
 	v.oneOf("logLevel", c.LogLevel, celeryLevels)
@@ -169,6 +175,11 @@ func (e EmailServiceContainer) Validate(prefix string) error {
 	v.match("baseImage", e.BaseImage, imageRefRe, "accepted: an image reference such as python:3.12-slim")
 	v.match("name", e.Name, dockerNameRe, "accepted: letters, digits, _ . - (128 at most), starting with a letter or digit")
 	v.log("log.", e.Log)
+	v.between("stopGraceSeconds", e.StopGraceSeconds, 1, 3600)
+	v.optionalMemory("memory", e.Memory)
+	if e.MaxProcesses != 0 {
+		v.between("maxProcesses", e.MaxProcesses, 16, 32768)
+	}
 	return errors.Join(v.errs...)
 }
 

@@ -71,7 +71,7 @@ func (s Settings) collisions() []error {
 	if e := s.EmailService; e.Enabled && e.Image != "" && e.Image == s.Container.ImageName {
 		errs = append(errs, fmt.Errorf("emailService.image: %q and container.imageName: %q are the same image: the email-service would run Redis; accepted: the email-service's own image", e.Image, s.Container.ImageName))
 	}
-	if e := s.EmailService; e.Enabled && e.Image == "" && e.BaseImage == components.ReferenceWorkerImage {
+	if e := s.EmailService; e.Enabled && e.Image == "" && e.BaseImage == components.ReferenceWorkerImage(e.Name) {
 		errs = append(errs, fmt.Errorf("emailService.baseImage: %q is the tag the reference worker is built as (emailService.image empty): each build would start FROM the previous one; accepted: another image", e.BaseImage))
 	}
 	if r := s.Redis; !r.AppendOnly && !r.AcknowledgeTaskLoss {

@@ -23,10 +23,14 @@ const (
 	KeyEmailService = "emailService"
 	KeyPassword     = "password"
 	KeyOpsPassword  = "opsPassword"
+	KeyProtect      = "protect"
+	// KeyDockerHost is the docker provider's own key (another namespace): the program reads it to
+	// require that the stack names its engine.
+	KeyDockerHost = "docker:host"
 )
 
 // Keys lists every config key the program reads.
-var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyOperations, KeyRotation, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword}
+var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyOperations, KeyRotation, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword, KeyProtect, KeyDockerHost}
 
 // Source gives raw config values: objects arrive as JSON, as Pulumi passes them to programs.
 type Source interface {
@@ -80,7 +84,7 @@ func Load(stack string, src Source) (Settings, error) {
 	if !ok {
 		profile = stack
 	}
-	s, known := Defaults(profile)
+	s, known := Defaults(profile, stack)
 	if !known {
 		key := KeyProfile
 		if !ok {
@@ -89,7 +93,7 @@ func Load(stack string, src Source) (Settings, error) {
 		return Settings{}, fmt.Errorf("%s: %q is not accepted; accepted: %s (set %s:profile for stacks with other names)", key, profile, strings.Join(Profiles, ", "), Project)
 	}
 	var errs []error
-	for key, target := range map[string]any{KeyRedis: &s.Redis, KeyContainer: &s.Container, KeyTopology: &s.Topology, KeyOperations: &s.Operations, KeyRotation: &s.PasswordRotation, KeyCelery: &s.Celery, KeyEmailService: &s.EmailService} {
+	for key, target := range map[string]any{KeyRedis: &s.Redis, KeyContainer: &s.Container, KeyTopology: &s.Topology, KeyOperations: &s.Operations, KeyRotation: &s.PasswordRotation, KeyCelery: &s.Celery, KeyEmailService: &s.EmailService, KeyProtect: &s.Protect} {
 		if err := decodeObject(src, key, target); err != nil {
 			errs = append(errs, err)
 		}
@@ -104,6 +108,11 @@ func Load(stack string, src Source) (Settings, error) {
 		case ok:
 			*target = v
 		}
+	}
+	if host, _, err := src.Lookup(KeyDockerHost); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", KeyDockerHost, err))
+	} else {
+		s.DockerHost = host
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Settings{}, err

@@ -82,6 +82,7 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 		OpsPassword:    secretOrNil(s.OpsPassword),
 		Topology:       s.Topology,
 		Rotation:       s.PasswordRotation,
+		Protect:        s.Protect,
 	})
 	if err != nil {
 		return nil, err
@@ -94,6 +95,7 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 			Container:  s.Container,
 			ImageDir:   filepath.Join(root, OpsImageDir),
 			SourceRoot: root,
+			Protect:    s.Protect,
 		}); err != nil {
 			return nil, err
 		}

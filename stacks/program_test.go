@@ -106,7 +106,7 @@ func TestRedisImageBuildsFromTheDeploymentDirectory(t *testing.T) {
 func TestRedisContainerDev(t *testing.T) {
 	r := run(t, "dev", declared.Options{})
 	c := get(t, r, declared.ContainerType, "broker-redis")
-	assert.Equal(t, "emailclient-redis", c["name"].StringValue())
+	assert.Equal(t, "emailclient-dev-redis", c["name"].StringValue())
 	assert.Equal(t, declared.MockImageID("broker-image"), c["image"].StringValue(), "runs the built image's ID, so a rebuild replaces the container")
 	assert.Equal(t, []string{redisconf.ConfigFile}, strs(c["command"]))
 	assert.Equal(t, "999:1000", c["user"].StringValue(), "non-root, the uid the image gives /data and /run/redis")
@@ -130,16 +130,16 @@ func TestRedisContainerDev(t *testing.T) {
 
 	vols := c["volumes"].ArrayValue()
 	require.Len(t, vols, 2)
-	assert.Equal(t, "redis-data", vols[0].ObjectValue()["volumeName"].StringValue())
+	assert.Equal(t, "emailclient-dev-redis-data", vols[0].ObjectValue()["volumeName"].StringValue())
 	assert.Equal(t, "/data", vols[0].ObjectValue()["containerPath"].StringValue())
-	assert.Equal(t, "emailclient-redis-run", vols[1].ObjectValue()["volumeName"].StringValue())
+	assert.Equal(t, "emailclient-dev-redis-run", vols[1].ObjectValue()["volumeName"].StringValue())
 	assert.Equal(t, redisconf.RunDir, vols[1].ObjectValue()["containerPath"].StringValue())
 	assert.True(t, vols[1].ObjectValue()["readOnly"].BoolValue(), "Redis reads its files; only the carrier writes them")
 	assert.True(t, c["readOnly"].BoolValue(), "read-only root filesystem")
 
 	nets := c["networksAdvanced"].ArrayValue()
 	require.Len(t, nets, 1)
-	assert.Equal(t, "emailclient-net", nets[0].ObjectValue()["name"].StringValue())
+	assert.Equal(t, "emailclient-dev-net", nets[0].ObjectValue()["name"].StringValue())
 	assert.Equal(t, []string{"redis"}, strs(nets[0].ObjectValue()["aliases"]))
 
 	ports := c["ports"].ArrayValue()
@@ -192,9 +192,9 @@ func TestDataVolumeOutlivesTheStack(t *testing.T) {
 	r := run(t, "dev", declared.Options{})
 	v := resOf(t, r, "broker-data")
 	assert.True(t, v.RetainOnDelete, "destroy never deletes queued tasks")
-	assert.Equal(t, "redis-data", v.Inputs["name"].StringValue())
+	assert.Equal(t, "emailclient-dev-redis-data", v.Inputs["name"].StringValue())
 	n := resOf(t, r, "broker-network")
-	assert.Equal(t, "emailclient-net", n.Inputs["name"].StringValue())
+	assert.Equal(t, "emailclient-dev-net", n.Inputs["name"].StringValue())
 	assert.True(t, n.DeleteBeforeReplace)
 }
 
@@ -258,8 +258,8 @@ func TestEmailServiceDev(t *testing.T) {
 
 	c := get(t, r, declared.ContainerType, "email-service-container")
 	assert.Equal(t, declared.MockImageID("email-service-image"), c["image"].StringValue())
-	assert.Equal(t, "emailclient-email-service", c["name"].StringValue())
-	assert.Equal(t, "emailclient-net", c["networksAdvanced"].ArrayValue()[0].ObjectValue()["name"].StringValue())
+	assert.Equal(t, "emailclient-dev-email-service", c["name"].StringValue())
+	assert.Equal(t, "emailclient-dev-net", c["networksAdvanced"].ArrayValue()[0].ObjectValue()["name"].StringValue())
 	assert.Contains(t, resOf(t, r, "email-service-container").DependsOn, "broker-redis", "starts after Redis is healthy (wait: true)")
 
 	env := envMap(t, c)
@@ -272,7 +272,7 @@ func TestEmailServiceDev(t *testing.T) {
 		"CELERY_TASK_SERIALIZER": "json", "CELERY_RESULT_SERIALIZER": "json", "CELERY_ACCEPT_CONTENT": "json",
 		"CELERY_RESULT_EXPIRES": "86400", "CELERY_TASK_TIME_LIMIT": "3600", "CELERY_TASK_SOFT_TIME_LIMIT": "3000",
 		"CELERY_WORKER_CONCURRENCY": "4", "CELERY_BROKER_VISIBILITY_TIMEOUT": "7200", "CELERY_TASK_ACKS_LATE": "true",
-		"CELERY_TASK_REJECT_ON_WORKER_LOST": "true", "CELERY_WORKER_PREFETCH_MULTIPLIER": "1", "CELERY_LOG_LEVEL": "debug",
+		"CELERY_TASK_REJECT_ON_WORKER_LOST": "false", "CELERY_WORKER_PREFETCH_MULTIPLIER": "1", "CELERY_LOG_LEVEL": "debug",
 	} {
 		assert.Equal(t, v, env[k], k)
 	}

@@ -35,6 +35,10 @@ func TestPulumiYamlRequiresNothing(t *testing.T) {
 		if stack == "some-other-stack" {
 			cfg[stacks.Project+":"+stacks.KeyProfile] = "dev"
 		}
+		// The engine is the program's to require (docker:host is the provider's key), naming the key.
+		_, err = stacks.Load(stack, stacks.MapSource{Values: cfg})
+		require.ErrorContains(t, err, `docker:host: "" is not accepted; required`)
+		cfg[stacks.KeyDockerHost] = "unix:///var/run/docker.sock"
 		_, err = stacks.Load(stack, stacks.MapSource{Values: cfg})
 		if stack == "prod" {
 			// Prod's one required setting is the program's to refuse, with the key named.
@@ -67,7 +71,7 @@ func TestPulumiYamlDeclaresOnlyWhatTheProgramReads(t *testing.T) {
 			undeclared = append(undeclared, key)
 		}
 	}
-	assert.ElementsMatch(t, []string{stacks.KeyProfile, stacks.KeyPassword, stacks.KeyOpsPassword}, undeclared,
+	assert.ElementsMatch(t, []string{stacks.KeyProfile, stacks.KeyPassword, stacks.KeyOpsPassword, stacks.KeyProtect, stacks.KeyDockerHost}, undeclared,
 		"keys left undeclared (and documented in the comment of Pulumi.yaml)")
 }
 
@@ -81,7 +85,7 @@ func TestStackFilesAsTheCLIReadsThem(t *testing.T) {
 		require.NoError(t, err, stack)
 	}
 	project := loadProject(t)
-	byPath := config.Map{}
+	byPath := config.Map{config.MustMakeKey("docker", "host"): config.NewValue("unix:///var/run/docker.sock")}
 	key := config.MustMakeKey(stacks.Project, stacks.KeyContainer)
 	require.NoError(t, byPath.Set(key, config.NewObjectValue(`{"baseImage":"local/redis-base:bookworm"}`), false))
 	cfg, err := stacks.ProjectConfig(project, "dev", byPath)

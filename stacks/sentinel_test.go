@@ -28,7 +28,7 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 	sentinelPw := declared.MockPassword("broker-sentinel-password")
 	for i := 0; i <= 2; i++ {
 		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-redis-%d", i))
-		assert.Equal(t, fmt.Sprintf("emailclient-redis-%d", i), c["name"].StringValue())
+		assert.Equal(t, fmt.Sprintf("emailclient-prod-redis-%d", i), c["name"].StringValue())
 		assert.Equal(t, []string{components.NodeAlias(i)}, strs(c["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]))
 		assert.Equal(t, []string{redisconf.ConfigFile}, strs(c["command"]))
 		assert.Equal(t, fmt.Sprintf("/srv/emailclient/redis/%d", i), c["volumes"].ArrayValue()[0].ObjectValue()["hostPath"].StringValue(), "each node its own data")

@@ -41,10 +41,23 @@ type Settings struct {
 	// OpsPassword is the ops user's password when configured as a Pulumi secret (key "opsPassword");
 	// empty means generated. At least 32 characters.
 	OpsPassword string `json:"-"`
+	// Protect marks what holds the broker's data (the data volumes, the backups volume) protected:
+	// `pulumi destroy` and any change that would replace them stop with an error before anything is
+	// deleted (key "protect"). Defaults to true in prod, false in dev. To tear a protected stack down:
+	// `pulumi config set protect false`, `pulumi up`, then destroy (data volumes are kept anyway).
+	Protect bool `json:"-"`
+	// DockerHost is the Docker engine the stack deploys to: the docker provider's own "docker:host"
+	// key (unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host). Required, so that a stack
+	// never lands on whatever DOCKER_HOST or context the shell has; the stack files set it.
+	DockerHost string `json:"-"`
 }
 
-// Defaults returns the settings of a profile (dev or prod), or false for an unknown profile.
-func Defaults(profile string) (Settings, bool) {
+// Defaults returns the settings of a profile (dev or prod) for a stack, or false for an unknown
+// profile. Docker names are scoped by the stack (emailclient-<stack>-redis, -net, -redis-data,
+// -email-service, -redis-backups; image emailclient-redis:<stack>), so that two stacks share nothing on
+// one engine; explicit names in the stack file win (LegacyNames are those of stacks deployed before).
+func Defaults(profile, stack string) (Settings, bool) {
+	scope := "emailclient-" + stack
 	s := Settings{
 		Profile: profile,
 		Redis:   redisconf.Defaults(),
@@ -53,10 +66,10 @@ func Defaults(profile string) (Settings, bool) {
 			Platform:    "linux/amd64",
 			UID:         999,
 			GID:         1000,
-			ImageName:   "emailclient-redis:" + profile,
-			Name:        "emailclient-redis",
-			Network:     "emailclient-net",
-			Volume:      "redis-data",
+			ImageName:   "emailclient-redis:" + stack,
+			Name:        scope + "-redis",
+			Network:     scope + "-net",
+			Volume:      scope + "-redis-data",
 			HostIP:      "127.0.0.1",
 			Restart:     "unless-stopped",
 			Healthcheck: components.Healthcheck{Interval: "5s", Timeout: "3s", Retries: 3, StartPeriod: "30s"},
@@ -79,12 +92,17 @@ func Defaults(profile string) (Settings, bool) {
 			LogLevel:           "info",
 		},
 		EmailService: components.EmailServiceContainer{
-			Enabled:   true,
-			BaseImage: "python:3.12-slim",
-			Name:      "emailclient-email-service",
-			Log:       components.LogRotation{MaxSize: "10m", MaxFile: 3},
+			Enabled:          true,
+			BaseImage:        "python:3.12-slim",
+			Name:             scope + "-email-service",
+			StopGraceSeconds: 60,
+			Memory:           "1gb",
+			MaxProcesses:     256,
+			ReadOnlyRoot:     true,
+			Log:              components.LogRotation{MaxSize: "10m", MaxFile: 3},
 		},
 	}
+	s.Operations.Backup.Volume = scope + "-redis-backups"
 	switch profile {
 	case "dev":
 		s.Redis.LogLevel = "debug"
@@ -100,8 +118,23 @@ func Defaults(profile string) (Settings, bool) {
 		s.Operations.Metrics.Enabled = true
 		s.Container.Log = components.LogRotation{MaxSize: "100m", MaxFile: 10}
 		s.EmailService.Log = components.LogRotation{MaxSize: "100m", MaxFile: 10}
+		s.Protect = true
 	default:
 		return Settings{}, false
 	}
 	return s, true
+}
+
+// LegacyNames are the settings that keep the Docker names of a stack deployed before names were
+// scoped by stack (2026-12): its containers, network and data volume stay the same objects.
+// `make pin-names STACK=<stack>` writes them into the stack file (keys already set are kept).
+func LegacyNames(profile string) map[string]string {
+	return map[string]string{
+		"container.name":           "emailclient-redis",
+		"container.network":        "emailclient-net",
+		"container.volume":         "redis-data",
+		"container.imageName":      "emailclient-redis:" + profile,
+		"emailService.name":        "emailclient-email-service",
+		"operations.backup.volume": "redis-backups",
+	}
 }

@@ -17,7 +17,9 @@ import (
 // StackFileConfig reads Pulumi.<stack>.yaml as the engine passes it to the program: full keys to raw
 // values (objects as JSON), with the project's declared defaults applied and validated by the CLI's
 // own code (so a key Pulumi.yaml declares without a default fails here as it fails `pulumi up`).
-// Encrypted values are refused: this reader has no passphrase.
+// This reader has no passphrase: encrypted password and opsPassword values (set the documented way,
+// `pulumi config set --secret`) are left out, as if generated (they shape no file it reads them for:
+// redis.conf holds no password); any other encrypted value is refused.
 func StackFileConfig(root, stack string) (map[string]string, error) {
 	if !stackNameRe.MatchString(stack) || stack == "." || stack == ".." {
 		return nil, fmt.Errorf("stack %q: not a stack name; accepted: letters, digits, _ . - (Pulumi's stack names)", stack)
@@ -31,8 +33,12 @@ func StackFileConfig(root, stack string) (map[string]string, error) {
 		return nil, fmt.Errorf("Pulumi.%s.yaml: %w", stack, err)
 	}
 	for k, v := range ps.Config {
-		if v.Secure() {
-			return nil, fmt.Errorf("Pulumi.%s.yaml: %s is encrypted; this reader takes plain values only", stack, k)
+		switch {
+		case !v.Secure():
+		case k.Namespace() == Project && (k.Name() == KeyPassword || k.Name() == KeyOpsPassword):
+			delete(ps.Config, k)
+		default:
+			return nil, fmt.Errorf("Pulumi.%s.yaml: %s is encrypted; this reader takes plain values only (encrypted: %s and %s)", stack, k, KeyPassword, KeyOpsPassword)
 		}
 	}
 	return ProjectConfig(project, stack, ps.Config)

@@ -40,10 +40,31 @@ func (s Settings) Validate() error {
 	if s.Celery.ResultExpires == 0 && strings.HasPrefix(s.Redis.MaxMemoryPolicy, "volatile-") {
 		fail("celery.resultExpires", 0, "with redis.maxmemoryPolicy "+s.Redis.MaxMemoryPolicy+" results must expire (they are the only evictable keys); accepted: 1 to 31536000 seconds")
 	}
+	if err := checkDockerHost(s.DockerHost); err != nil {
+		errs = append(errs, err)
+	}
 	if s.EmailService.Enabled && s.EmailService.Image == "" && s.Profile == "prod" {
 		fail("emailService.image", "", "required in prod: the email-service image to run, e.g. ghcr.io/acme/email-service:1.4.2 (dev builds the reference worker when it is empty)")
 	}
 	return errors.Join(errs...)
+}
+
+// dockerHostSchemes are the engine addresses the docker provider dials.
+var dockerHostSchemes = []string{"unix://", "tcp://", "ssh://", "npipe://"}
+
+// checkDockerHost requires the stack to name its Docker engine (docker:host), in a form the provider dials.
+func checkDockerHost(host string) error {
+	accepted := "accepted: the Docker engine this stack deploys to, set in Pulumi.<stack>.yaml (`pulumi config set docker:host unix:///var/run/docker.sock`), " +
+		"starting with " + strings.Join(dockerHostSchemes, ", ") + "; without it a stack lands on whatever DOCKER_HOST or context the shell has"
+	if host == "" {
+		return &redisconf.FieldError{Key: KeyDockerHost, Value: "", Accepted: "required; " + accepted}
+	}
+	for _, scheme := range dockerHostSchemes {
+		if rest, ok := strings.CutPrefix(host, scheme); ok && rest != "" && !strings.ContainsFunc(rest, unicode.IsSpace) {
+			return nil
+		}
+	}
+	return &redisconf.FieldError{Key: KeyDockerHost, Value: host, Accepted: accepted}
 }
 
 // checkPassword validates a configured password without ever echoing it.

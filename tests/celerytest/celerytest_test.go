@@ -42,7 +42,7 @@ func startBroker(t testing.TB, password string, extraArgs ...string) *broker {
 // URLs built as the program builds them), pointed at addr. Tests of the real program take the env from
 // the declared resources instead (tests/celerystack).
 func celeryEnv(addr, password string) map[string]string {
-	settings, _ := stacks.Defaults("prod")
+	settings, _ := stacks.Defaults("prod", "prod")
 	env := settings.Celery.CeleryEnv()
 	u := strings.Replace(components.CeleryURL(password, 6379, 0), "@"+components.RedisAlias+":6379/", "@"+addr+"/", 1)
 	env["CELERY_BROKER_URL"], env["CELERY_RESULT_BACKEND"] = u, u

@@ -33,15 +33,17 @@ type Resource struct {
 	Parent string
 	// DependsOn are the logical names of explicit dependencies.
 	DependsOn []string
-	// ReplaceOnChanges, DeleteBeforeReplace, RetainOnDelete are the resource options.
+	// ReplaceOnChanges, DeleteBeforeReplace, RetainOnDelete, Protect are the resource options.
 	ReplaceOnChanges    []string
 	DeleteBeforeReplace bool
 	RetainOnDelete      bool
+	Protect             bool
 }
 
 // Options change a run.
 type Options struct {
-	// Config adds or replaces config values (keys without namespace; objects as JSON).
+	// Config adds or replaces config values (keys of the project without namespace, others such as
+	// docker:host with theirs; objects as JSON).
 	Config map[string]string
 	// Secrets adds config values marked secret.
 	Secrets map[string]string
@@ -85,11 +87,11 @@ func Run(stack string, opts Options) (*Result, error) {
 	}
 	var secretKeys []string
 	for k, v := range opts.Config {
-		cfg[stacks.Project+":"+k] = v
+		cfg[fullKey(k)] = v
 	}
 	for k, v := range opts.Secrets {
-		cfg[stacks.Project+":"+k] = v
-		secretKeys = append(secretKeys, stacks.Project+":"+k)
+		cfg[fullKey(k)] = v
+		secretKeys = append(secretKeys, fullKey(k))
 	}
 	program := opts.Program
 	if program == nil {
@@ -102,6 +104,14 @@ func Run(stack string, opts Options) (*Result, error) {
 		info.RootDirectory = root
 	})
 	return &Result{Stack: stack, Root: root, Resources: m.resources}, err
+}
+
+// fullKey is key in the project's namespace unless it names another (docker:host).
+func fullKey(key string) string {
+	if strings.Contains(key, ":") {
+		return key
+	}
+	return stacks.Project + ":" + key
 }
 
 // ByType returns the declared resources of a type, in declaration order.
@@ -168,6 +178,7 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		res.ReplaceOnChanges = rpc.GetReplaceOnChanges()
 		res.DeleteBeforeReplace = rpc.GetDeleteBeforeReplace()
 		res.RetainOnDelete = rpc.GetRetainOnDelete()
+		res.Protect = rpc.GetProtect()
 	}
 	m.mu.Lock()
 	m.resources = append(m.resources, res)
