@@ -113,34 +113,57 @@ func BaseImages(t testing.TB) (redis, worker string) {
 // the names' common part. Cleanup also removes the volumes destroy keeps on purpose.
 func NewIsolatedProject(t testing.TB, stack string) (*Project, string) {
 	t.Helper()
-	redisBase, workerBase := BaseImages(t)
 	sfx := strings.TrimPrefix(dockertest.MakeSuffix(t.Name()), "dt-")
-	p := NewProject(t, stack)
+	p := newLocalProject(t, stack, sfx)
 	for key, value := range map[string]string{
-		"container.baseImage":    redisBase,
-		"container.name":         sfx + "-redis",
-		"container.network":      sfx + "-net",
-		"container.volume":       sfx + "-data",
-		"container.imageName":    "emailclient-redis:" + sfx,
-		"emailService.baseImage": workerBase,
-		"emailService.name":      sfx + "-email",
+		"container.name":      sfx + "-redis",
+		"container.network":   sfx + "-net",
+		"container.volume":    sfx + "-data",
+		"container.imageName": "emailclient-redis:" + sfx,
+		"emailService.name":   sfx + "-email",
 	} {
 		p.SetPath(key, value)
 	}
+	return p, sfx
+}
+
+// NewScopedProject is a project whose stack, named stack with profile, keeps the default Docker names
+// (scoped by the stack: give it a name unique to the run), with the base images of BaseImages.
+// Cleanup also removes the volumes destroy keeps and the images.
+func NewScopedProject(t testing.TB, stack, profile string) *Project {
+	t.Helper()
+	p := newLocalProject(t, stack, stack)
+	p.SetPath("profile", profile)
+	return p
+}
+
+// newLocalProject is NewProject on this machine's engine (docker:host), with the base images of
+// BaseImages; cleanup removes the volumes and images whose names contain marker.
+func newLocalProject(t testing.TB, stack, marker string) *Project {
+	t.Helper()
+	redisBase, workerBase := BaseImages(t)
+	p := NewProject(t, stack)
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = "unix:///var/run/docker.sock"
+	}
+	p.Pulumi("config", "set", "--stack", stack, "docker:host", host)
+	p.SetPath("container.baseImage", redisBase)
+	p.SetPath("emailService.baseImage", workerBase)
 	t.Cleanup(func() {
 		// What destroy keeps on purpose (data volumes) or by design (images): this project's only.
-		out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+sfx).Output()
+		out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+marker).Output()
 		for _, v := range strings.Fields(string(out)) {
 			_ = exec.Command("docker", "volume", "rm", "-f", v).Run()
 		}
 		out, _ = exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
 		for _, image := range strings.Fields(string(out)) {
-			if strings.Contains(image, sfx) {
+			if strings.Contains(image, marker) {
 				_ = exec.Command("docker", "image", "rm", "-f", image).Run()
 			}
 		}
 	})
-	return p, sfx
+	return p
 }
 
 // Project is a throwaway copy of the project with its own file backend and passphrase.
@@ -180,6 +203,8 @@ func NewProject(t testing.TB, stack string) *Project {
 	)
 	p.Pulumi("stack", "init", stack, "--secrets-provider", "passphrase")
 	t.Cleanup(func() {
+		// A prod-profile stack protects its volumes; the test's own stack goes regardless.
+		_, _ = p.run("pulumi", "state", "unprotect", "--all", "--yes", "--stack", stack)
 		if out, err := p.run("pulumi", "destroy", "--yes", "--stack", stack); err != nil {
 			t.Logf("cleanup: pulumi destroy: %v\n%s", err, Tail(out, 30))
 		}

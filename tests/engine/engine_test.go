@@ -26,6 +26,35 @@ func newStack(t *testing.T, stack string) (*engine.Project, string) {
 	return engine.NewIsolatedProject(t, stack)
 }
 
+func requireEngine(t *testing.T) { engine.Require(t) }
+
+// newNamedStack is a stack named stack (unique to the run) with profile and the default names.
+func newNamedStack(t *testing.T, stack, profile string) *engine.Project {
+	return engine.NewScopedProject(t, stack, profile)
+}
+
+// prodDataAndImage gives a prod-profile stack its two documented settings: a data host path (created
+// as the README says, under /srv: the stack refuses directories the host empties at boot) and the
+// email-service image (the reference worker, built like a user's image, tagged with marker). It
+// returns the data path.
+func prodDataAndImage(t *testing.T, p *engine.Project, marker string) string {
+	parent, err := os.MkdirTemp("/srv", "emailclient-engine-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(parent) })
+	data := filepath.Join(parent, "redis")
+	require.NoError(t, os.Mkdir(data, 0o700))
+	require.NoError(t, os.Chown(data, 999, 1000), "the documented `install -d -o 999 -g 1000 -m 0700`")
+	p.SetPath("container.dataHostPath", data)
+	image := "emailclient-email-service:" + marker
+	_, workerBase := engine.BaseImages(t)
+	build := exec.Command("docker", "build", "-q", "--build-arg", "BASE_IMAGE="+workerBase, "-t", image, filepath.Join(p.Dir, "deployment/docker/email-worker"))
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "build the email-service image: %s", out)
+	t.Cleanup(func() { _ = exec.Command("docker", "image", "rm", "-f", image).Run() })
+	p.SetPath("emailService.image", image)
+	return data
+}
+
 // TestDevStack: `make up` of dev, then everything a user relies on (see check).
 func TestDevStack(t *testing.T) {
 	p, sfx := newStack(t, "dev")
@@ -42,21 +71,7 @@ func TestDevStack(t *testing.T) {
 // image; here the reference worker, built like a user's image), limits, backups and metrics.
 func TestProdStack(t *testing.T) {
 	p, sfx := newStack(t, "prod")
-	// Not under /tmp: the stack refuses data directories the host empties at boot.
-	parent, err := os.MkdirTemp("/srv", "emailclient-engine-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(parent) })
-	data := filepath.Join(parent, "redis")
-	require.NoError(t, os.Mkdir(data, 0o700))
-	require.NoError(t, os.Chown(data, 999, 1000), "the documented `install -d -o 999 -g 1000 -m 0700`")
-	p.SetPath("container.dataHostPath", data)
-	image := "emailclient-email-service:" + sfx
-	_, workerBase := engine.BaseImages(t)
-	build := exec.Command("docker", "build", "-q", "--build-arg", "BASE_IMAGE="+workerBase, "-t", image, filepath.Join(p.Dir, "deployment/docker/email-worker"))
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "build the email-service image: %s", out)
-	t.Cleanup(func() { _ = exec.Command("docker", "image", "rm", "-f", image).Run() })
-	p.SetPath("emailService.image", image)
+	data := prodDataAndImage(t, p, sfx)
 	p.SetPath("operations.backup.volume", sfx+"-backups")
 	check(t, p, sfx, func(hostConfig map[string]any) {
 		assert.Equal(t, float64(2<<30), hostConfig["Memory"], "2gb memory")
@@ -118,6 +133,14 @@ func check(t *testing.T, p *engine.Project, sfx string, stackChecks func(hostCon
 	roundTrip(t, email)
 	refused(t, redis, celeryPw, true)
 
+	if p.Stack == "prod" {
+		// Prod protects its volumes: destroy stops before deleting anything, until protect is lifted.
+		out, err = p.Make("destroy", "STACK="+p.Stack)
+		require.Error(t, err, "make destroy of a protected prod stack must fail")
+		assert.Contains(t, out, "protected", "the error says why")
+		p.Pulumi("config", "set", "--stack", p.Stack, "protect", "false")
+		p.Pulumi("up", "--yes", "--stack", p.Stack)
+	}
 	out, err = p.Make("destroy", "STACK="+p.Stack)
 	require.NoError(t, err, "make destroy:\n%s", engine.Tail(out, 40))
 	left, _ := exec.Command("docker", "ps", "-a", "-q", "--filter", "name="+sfx).Output()

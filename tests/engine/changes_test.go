@@ -1,0 +1,155 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/emailclient/emailclient-infra/tests/celerytest"
+	"github.com/emailclient/emailclient-infra/tests/engine"
+	"github.com/emailclient/emailclient-infra/tests/redistest"
+)
+
+// TestConfigChangeUnderLoadLosesNothing: a change that replaces both Redis (its redis.conf) and the
+// email-service (its env), deployed with `pulumi up` while a client writes acknowledged RPUSHes through
+// the host port and two 15 s tasks run in the worker. It prints the acknowledged writes lost, the
+// longest gap between two acknowledged writes (the outage), and what became of the running tasks; it
+// requires 0 lost writes and both tasks completed (the graceful stops: Redis's final save, Celery's
+// warm shutdown).
+func TestConfigChangeUnderLoadLosesNothing(t *testing.T) {
+	p, _ := newStack(t, "dev")
+	port, err := redistest.FreePort()
+	require.NoError(t, err)
+	p.SetPath("container.hostPort", strconv.Itoa(port))
+	out, err := p.Make("up", "STACK="+p.Stack)
+	require.NoError(t, err, "make up:\n%s", tail(out))
+	email := p.Output("emailServiceContainer")
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Username: "celery",
+		Password: passwordOf(t, p.Output("celeryBrokerUrl")), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { _ = client.Close() })
+	const key = "engine:acknowledged"
+
+	// Two slow tasks running in the worker when the change lands.
+	enq, err := exec.Command("docker", "exec", email, "python3", "-m", "emailworker.client", "enqueue",
+		"--task", "sleep_then_send", "--seconds", "15", "--count", "2").Output()
+	require.NoError(t, err, "enqueue: %s", enq)
+	var enqueued struct {
+		TaskIDs []string `json:"task_ids"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(lastLine(string(enq))), &enqueued), "%s", enq)
+	require.Len(t, enqueued.TaskIDs, 2)
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var acked []int
+	var longestGap time.Duration
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		last := time.Now()
+		for i := 0; ctx.Err() == nil; {
+			if err := client.RPush(ctx, key, i).Err(); err != nil {
+				time.Sleep(20 * time.Millisecond)
+				continue // not acknowledged: the same value again
+			}
+			acked = append(acked, i)
+			longestGap = max(longestGap, time.Since(last))
+			last = time.Now()
+			i++
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	p.SetPath("redis.loglevel", "warning")
+	p.SetPath("celery.logLevel", "info")
+	start := time.Now()
+	up := p.Pulumi("up", "--yes", "--stack", p.Stack)
+	upTime := time.Since(start)
+	assert.Contains(t, up, "replaced", "the change replaces containers")
+	// Writes go on until Redis answers again, and a little after.
+	deadline := time.Now().Add(60 * time.Second)
+	for n := len(acked); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if len(acked) > n+20 {
+			break
+		}
+	}
+	stop()
+	wg.Wait()
+
+	got, err := client.LRange(context.Background(), key, 0, -1).Result()
+	require.NoError(t, err)
+	present := map[string]bool{}
+	for _, v := range got {
+		present[v] = true
+	}
+	lost := 0
+	for _, i := range acked {
+		if !present[strconv.Itoa(i)] {
+			lost++
+		}
+	}
+	collected, _ := exec.Command("docker", "exec", email, "python3", "-m", "emailworker.client", "collect",
+		"--timeout", "60", enqueued.TaskIDs[0], enqueued.TaskIDs[1]).Output()
+	var res celerytest.Result
+	require.NoError(t, json.Unmarshal([]byte(lastLine(string(collected))), &res), "collect: %s\nlogs:\n%s", collected, logs(email))
+	t.Logf("FIGURE config change under load (pulumi up %s): %d acknowledged writes, %d lost; longest gap between acknowledged writes %s; running 15 s tasks: %d of 2 completed, %d pending",
+		upTime.Round(100*time.Millisecond), len(acked), lost, longestGap.Round(10*time.Millisecond), res.Completed, res.Pending)
+	assert.Zero(t, lost, "acknowledged writes lost across the replace")
+	assert.Equal(t, 2, res.Completed, "the running tasks finish (warm shutdown) instead of waiting out the visibility timeout")
+}
+
+// TestDevAndProdSideBySide: a dev-profile and a prod-profile stack deployed with their default names
+// on one engine: both healthy, no container, volume or network shared.
+func TestDevAndProdSideBySide(t *testing.T) {
+	requireEngine(t)
+	sfx := strings.ToLower(strconv.FormatInt(time.Now().UnixNano()%1e8, 36))
+	dev := newNamedStack(t, "side-dev-"+sfx, "dev")
+	port, err := redistest.FreePort()
+	require.NoError(t, err)
+	dev.SetPath("container.hostPort", strconv.Itoa(port))
+	prod := newNamedStack(t, "side-prod-"+sfx, "prod")
+	prodDataAndImage(t, prod, "side-prod-"+sfx)
+	for _, p := range []*engine.Project{dev, prod} {
+		out, err := p.Make("up", "STACK="+p.Stack)
+		require.NoError(t, err, "make up STACK=%s:\n%s", p.Stack, tail(out))
+	}
+	objects := map[string]string{}
+	for _, p := range []*engine.Project{dev, prod} {
+		prefix := "emailclient-" + p.Stack + "-"
+		for _, kind := range []string{"ps -a", "volume ls", "network ls"} {
+			out, err := exec.Command("docker", append(strings.Fields(kind), "--format", "{{.Names}}{{.Name}}", "--filter", "name="+prefix)...).Output()
+			require.NoError(t, err)
+			for _, name := range strings.Fields(string(out)) {
+				require.NotContains(t, objects, name, "shared by both stacks")
+				objects[name] = p.Stack
+			}
+		}
+		redisName := p.Output("redisContainer")
+		assert.True(t, strings.HasPrefix(redisName, prefix), "scoped by stack: %s", redisName)
+		state, _ := exec.Command("docker", "inspect", "--format", "{{.State.Health.Status}}", redisName).Output()
+		assert.Equal(t, "healthy", strings.TrimSpace(string(state)), redisName)
+		roundTrip(t, p.Output("emailServiceContainer"))
+	}
+	t.Logf("FIGURE dev and prod on one engine: both healthy, %d Docker objects, none shared", len(objects))
+	assert.GreaterOrEqual(t, len(objects), 10)
+}
+
+func tail(s string) string { return strings.Join(lastLines(s, 60), "\n") }
+
+func lastLine(s string) string {
+	lines := lastLines(s, 1)
+	return lines[0]
+}
+
+func lastLines(s string, n int) []string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[max(0, len(lines)-n):]
+}
