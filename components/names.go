@@ -73,6 +73,8 @@ func BrokerObjects(c RedisContainer, t Topology, o *Operations) []DockerObject {
 			DockerObject{KindVolume, runVolumeName(name), "container.name", c.Name})
 		if i < len(data) && c.DataHostPath != "" {
 			out = append(out, DockerObject{KindHostPath, nodeHostPath(c.DataHostPath, t, i), "container.dataHostPath", c.DataHostPath})
+		} else if i < len(data) {
+			out = append(out, DockerObject{KindVolume, dataVolumeName(c.Volume, sfx, i), "container.volume", c.Volume})
 		} else {
 			out = append(out, DockerObject{KindVolume, c.Volume + sfx, "container.volume", c.Volume})
 		}
@@ -99,6 +101,16 @@ func BrokerObjects(c RedisContainer, t Topology, o *Operations) []DockerObject {
 		}
 	}
 	return out
+}
+
+// dataVolumeName is the data volume of data node i (name suffix sfx): the initial primary (node 0)
+// keeps the standalone broker's volume itself, so that switching the topology keeps the data; the
+// replicas have volume<sfx>.
+func dataVolumeName(volume, sfx string, i int) string {
+	if i == 0 {
+		return volume
+	}
+	return volume + sfx
 }
 
 // nodeHostPath is the data host path of data node i: DataHostPath itself for a standalone broker,

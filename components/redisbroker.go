@@ -197,7 +197,7 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 			return RuntimeFiles(args.Config, pws[0].(string), pws[1].(string))
 		}).(docker.ContainerUploadArrayOutput)
 		container, err := env.node(ctx, node{
-			resource: name + "-redis", runVolume: name + "-run", dataVolume: name + "-data",
+			resourceNames: dataNodeResources(name, ""), former: dataNodeResources(name, "-0"),
 			container: c.Name, alias: RedisAlias, volume: c.Volume, hostPath: c.DataHostPath,
 			command: []string{redisconf.ConfigFile}, uploads: uploads, ports: ports(args.Config.Port, c),
 			stopGrace: c.StopGrace(args.Config),
@@ -246,9 +246,15 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 			hostPath = nodeHostPath(c.DataHostPath, t, i)
 		}
 		suffix := dataSfx[i]
+		var former resourceNames
+		if i == 0 {
+			// The initial primary is the standalone broker's successor: the same resources by alias
+			// and the same data volume, so switching the mode keeps the queued tasks (and back).
+			former = dataNodeResources(name, "")
+		}
 		container, err := env.node(ctx, node{
-			resource: name + "-redis" + suffix, runVolume: name + "-run" + suffix, dataVolume: name + "-data" + suffix,
-			container: c.Name + suffix, alias: NodeAlias(i), volume: c.Volume + suffix, hostPath: hostPath,
+			resourceNames: dataNodeResources(name, suffix), former: former,
+			container: c.Name + suffix, alias: NodeAlias(i), volume: dataVolumeName(c.Volume, suffix, i), hostPath: hostPath,
 			command: []string{redisconf.ConfigFile}, uploads: uploads, stopGrace: c.StopGrace(args.Config),
 		})
 		if err != nil {
@@ -274,8 +280,8 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		}).(docker.ContainerUploadArrayOutput)
 		suffix := sentinelSfx[j-1]
 		container, err := env.node(ctx, node{
-			resource: name + suffix, runVolume: name + suffix + "-run", dataVolume: name + suffix + "-data",
-			container: c.Name + suffix, alias: SentinelAlias(j), volume: c.Volume + suffix,
+			resourceNames: resourceNames{resource: name + suffix, runVolume: name + suffix + "-run", dataVolume: name + suffix + "-data"},
+			container:     c.Name + suffix, alias: SentinelAlias(j), volume: c.Volume + suffix,
 			command: []string{"sentinel"}, uploads: uploads, dependsOn: dataNodes, stopGrace: sentinelStopGraceSeconds,
 		})
 		if err != nil {
@@ -328,16 +334,41 @@ type nodeEnv struct {
 	ops     *OpsAccess // set by the first data node
 }
 
+// resourceNames are the Pulumi names of a node's container, run volume and data volume.
+type resourceNames struct{ resource, runVolume, dataVolume string }
+
+// dataNodeResources are the resource names of the data node with suffix sfx of broker name.
+func dataNodeResources(name, sfx string) resourceNames {
+	return resourceNames{resource: name + "-redis" + sfx, runVolume: name + "-run" + sfx, dataVolume: name + "-data" + sfx}
+}
+
+// was is the alias option of one of n's resources: its name in n.former, picked by pick (none when
+// n has no former identity).
+func (n node) was(pick func(resourceNames) string) pulumi.ResourceOption {
+	if n.former.resource == "" {
+		return pulumi.Aliases(nil)
+	}
+	return pulumi.Aliases([]pulumi.Alias{{Name: pulumi.String(pick(n.former))}})
+}
+
+func containerOf(r resourceNames) string  { return r.resource }
+func runVolumeOf(r resourceNames) string  { return r.runVolume }
+func dataVolumeOf(r resourceNames) string { return r.dataVolume }
+func carrierOf(r resourceNames) string    { return FilesCarrier(r.resource) }
+
 // node is one container of the broker: a data node or a Sentinel.
 type node struct {
-	resource, runVolume, dataVolume string // resource names
-	container, alias                string // container name and network alias
-	volume, hostPath                string // data volume name, or host path when set
-	command                         []string
-	uploads                         docker.ContainerUploadArrayOutput
-	ports                           docker.ContainerPortArray
-	dependsOn                       []pulumi.Resource
-	stopGrace                       int // seconds from SIGTERM to SIGKILL
+	resourceNames
+	// former are the resource names of the same node in the other topology (the standalone broker and
+	// the initial primary), as aliases; empty for the others.
+	former           resourceNames
+	container, alias string // container name and network alias
+	volume, hostPath string // data volume name, or host path when set
+	command          []string
+	uploads          docker.ContainerUploadArrayOutput
+	ports            docker.ContainerPortArray
+	dependsOn        []pulumi.Resource
+	stopGrace        int // seconds from SIGTERM to SIGKILL
 }
 
 // node declares one hardened Redis container with its runtime volume (the uploads) and its data
@@ -345,7 +376,7 @@ type node struct {
 func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	c := e.args.Container
 	run, err := docker.NewVolume(ctx, n.runVolume, &docker.VolumeArgs{Name: pulumi.String(runVolumeName(n.container))},
-		e.parent, pulumi.DeleteBeforeReplace(true))
+		e.parent, pulumi.DeleteBeforeReplace(true), n.was(runVolumeOf))
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +397,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	} else {
 		// The data volume outlives the stack: `pulumi destroy` must never take queued tasks with it.
 		data, err := docker.NewVolume(ctx, n.dataVolume, &docker.VolumeArgs{Name: pulumi.String(n.volume)},
-			e.parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true), pulumi.Protect(e.args.Protect))
+			e.parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true), pulumi.Protect(e.args.Protect), n.was(dataVolumeOf))
 		if err != nil {
 			return nil, err
 		}
@@ -412,6 +443,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		CpuShares:         pulumi.Int(c.CPUShares),
 	}, e.parent,
 		pulumi.DependsOn(n.dependsOn),
+		n.was(containerOf),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
 		pulumi.ReplaceOnChanges([]string{"healthcheck"}))
 }
@@ -442,6 +474,7 @@ func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.Str
 		// The uploads hold passwords or their hashes: the whole array is secret.
 		Uploads: pulumi.ToSecret(n.uploads).(docker.ContainerUploadArrayOutput),
 	}, e.parent,
+		n.was(carrierOf),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
 		pulumi.AdditionalSecretOutputs([]string{"uploads"}))
 }

@@ -240,3 +240,19 @@ func setPath(obj map[string]any, path, value string) {
 	}
 	setPath(child, rest, value)
 }
+
+// TestStandaloneAndSentinelShareThePrimarysData: the sentinel topology's initial primary is the
+// standalone broker's successor (aliases of its container, carrier and volumes) on the same data
+// volume, so switching the mode keeps the queued tasks, both ways.
+func TestStandaloneAndSentinelShareThePrimarysData(t *testing.T) {
+	standalone := run(t, "dev", declared.Options{})
+	sentinel := run(t, "dev", declared.Options{Config: map[string]string{"topology": `{"mode":"sentinel"}`, "container": `{"hostPort":0}`}})
+	assert.Equal(t, get(t, standalone, declared.VolumeType, "broker-data")["name"], get(t, sentinel, declared.VolumeType, "broker-data-0")["name"],
+		"the initial primary mounts the standalone broker's data volume")
+	assert.Equal(t, "emailclient-dev-redis-data-1", get(t, sentinel, declared.VolumeType, "broker-data-1")["name"].StringValue())
+	for now, former := range map[string]string{"broker-redis-0": "broker-redis", "broker-redis-0-files": "broker-redis-files", "broker-data-0": "broker-data", "broker-run-0": "broker-run"} {
+		assert.Equal(t, []string{former}, resOf(t, sentinel, now).Aliases, "%s was %s", now, former)
+		assert.Equal(t, []string{now}, resOf(t, standalone, former).Aliases, "%s was %s", former, now)
+	}
+	assert.Empty(t, resOf(t, sentinel, "broker-redis-1").Aliases, "replicas start fresh and sync from the primary")
+}

@@ -38,6 +38,8 @@ type Resource struct {
 	DeleteBeforeReplace bool
 	RetainOnDelete      bool
 	Protect             bool
+	// Aliases are the former names the resource declares (pulumi.Aliases by name).
+	Aliases []string
 }
 
 // Options change a run.
@@ -179,6 +181,14 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		res.DeleteBeforeReplace = rpc.GetDeleteBeforeReplace()
 		res.RetainOnDelete = rpc.GetRetainOnDelete()
 		res.Protect = rpc.GetProtect()
+		for _, a := range rpc.GetAliases() {
+			if spec := a.GetSpec(); spec != nil {
+				res.Aliases = append(res.Aliases, spec.GetName())
+			}
+		}
+		for _, urn := range rpc.GetAliasURNs() {
+			res.Aliases = append(res.Aliases, resource.URN(urn).Name())
+		}
 	}
 	m.mu.Lock()
 	m.resources = append(m.resources, res)

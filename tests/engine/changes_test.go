@@ -124,9 +124,9 @@ func TestDevAndProdSideBySide(t *testing.T) {
 	objects := map[string]string{}
 	for _, p := range []*engine.Project{dev, prod} {
 		prefix := "emailclient-" + p.Stack + "-"
-		for _, kind := range []string{"ps -a", "volume ls", "network ls"} {
-			out, err := exec.Command("docker", append(strings.Fields(kind), "--format", "{{.Names}}{{.Name}}", "--filter", "name="+prefix)...).Output()
-			require.NoError(t, err)
+		for kind, format := range map[string]string{"ps -a": "{{.Names}}", "volume ls": "{{.Name}}", "network ls": "{{.Name}}"} {
+			out, err := exec.Command("docker", append(strings.Fields(kind), "--format", format, "--filter", "name="+prefix)...).Output()
+			require.NoError(t, err, "docker %s", kind)
 			for _, name := range strings.Fields(string(out)) {
 				require.NotContains(t, objects, name, "shared by both stacks")
 				objects[name] = p.Stack
@@ -152,4 +152,60 @@ func lastLine(s string) string {
 func lastLines(s string, n int) []string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[max(0, len(lines)-n):]
+}
+
+// TestStandaloneToSentinelKeepsData: a standalone dev stack holding keys (with TTLs) and queued
+// tasks switched to the Sentinel topology with `pulumi up`: the initial primary starts on the
+// standalone broker's data, the replicas sync from it, nothing is lost.
+func TestStandaloneToSentinelKeepsData(t *testing.T) {
+	p, _ := newStack(t, "dev")
+	port, err := redistest.FreePort()
+	require.NoError(t, err)
+	p.SetPath("container.hostPort", strconv.Itoa(port))
+	p.SetPath("emailService.enabled", "false") // queued tasks stay queued: no worker consumes them
+	out, err := p.Make("up", "STACK="+p.Stack)
+	require.NoError(t, err, "make up:\n%s", tail(out))
+	opsPw := p.Output("opsPassword")
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Username: "ops", Password: opsPw})
+	ctx := context.Background()
+	const keys = 1000
+	pipe := client.Pipeline()
+	for i := range keys {
+		pipe.Set(ctx, "engine:key:"+strconv.Itoa(i), i, time.Hour)
+	}
+	pipe.RPush(ctx, "celery", "task-1", "task-2", "task-3") // Celery's default queue
+	_, err = pipe.Exec(ctx)
+	require.NoError(t, err)
+	before, err := client.DBSize(ctx).Result()
+	require.NoError(t, err)
+	_ = client.Close()
+
+	p.SetPath("topology.mode", "sentinel")
+	p.SetPath("container.hostPort", "0")
+	start := time.Now()
+	p.Pulumi("up", "--yes", "--stack", p.Stack)
+	t.Logf("pulumi up standalone -> sentinel: %s", time.Since(start).Round(100*time.Millisecond))
+	p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
+
+	primary := p.Output("redisContainer")
+	count := func(container string, command ...string) string {
+		cmd := exec.Command("docker", append([]string{"exec", "-e", "REDISCLI_AUTH", container, "redis-cli", "--no-auth-warning", "--user", "ops"}, command...)...)
+		cmd.Env = append(cmd.Environ(), "REDISCLI_AUTH="+opsPw)
+		out, _ := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	replica := strings.TrimSuffix(primary, "-0") + "-1"
+	var onReplica string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if onReplica = count(replica, "dbsize"); onReplica == strconv.FormatInt(before, 10) {
+			break
+		}
+	}
+	onPrimary := count(primary, "dbsize")
+	queued := count(primary, "llen", "celery")
+	t.Logf("FIGURE standalone -> sentinel: %d keys before (1000 with a 1 h TTL, the celery queue of 3 tasks); after: primary %s keys, replica %s, celery queue %s",
+		before, onPrimary, onReplica, queued)
+	assert.Equal(t, strconv.FormatInt(before, 10), onPrimary, "keys kept on the new primary")
+	assert.Equal(t, strconv.FormatInt(before, 10), onReplica, "and replicated")
+	assert.Equal(t, "3", queued)
 }
