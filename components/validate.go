@@ -163,6 +163,14 @@ func (c Celery) Validate(prefix string) error {
 	return errors.Join(v.errs...)
 }
 
+// pinnedImageRe matches an image reference that names its content: name@sha256:<digest>, or a local
+// image ID.
+var pinnedImageRe = regexp.MustCompile(`(^|@)sha256:[a-f0-9]{64}$`)
+
+// PinnedImage reports whether ref names an image by its content (a digest reference or an image ID),
+// so that every host runs the same bytes and a new release is a change of the setting.
+func PinnedImage(ref string) bool { return imageRefRe.MatchString(ref) && pinnedImageRe.MatchString(ref) }
+
 // Validate checks the email-service container settings; keys are prefixed with prefix.
 func (e EmailServiceContainer) Validate(prefix string) error {
 	v := &validator{prefix: prefix}

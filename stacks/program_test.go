@@ -289,7 +289,7 @@ func TestEmailServiceProdRunsTheConfiguredImage(t *testing.T) {
 	_, built := r.Get(declared.ImageType, "email-service-image")
 	assert.False(t, built, "prod builds no reference worker")
 	c := get(t, r, declared.ContainerType, "email-service-container")
-	assert.Equal(t, "ghcr.io/emailclient/email-service:stable", c["image"].StringValue())
+	assert.Equal(t, "ghcr.io/emailclient/email-service@sha256:0000000000000000000000000000000000000000000000000000000000000000", c["image"].StringValue())
 	assert.Equal(t, "info", envMap(t, c)["CELERY_LOG_LEVEL"])
 	assert.Equal(t, map[string]any{"max-size": "100m", "max-file": "10"}, c["logOpts"].Mappable())
 }

@@ -40,11 +40,11 @@ func loadStack(t *testing.T, stack string, values map[string]string) stacks.Sett
 // TestStacksShareNoDockerObject: dev, prod and a second prod-profile stack on one engine share no
 // container, volume, network, image or host port (names are scoped by stack by default).
 func TestStacksShareNoDockerObject(t *testing.T) {
-	prodImage := map[string]string{"emailService": `{"image":"ghcr.io/acme/email:1"}`}
+	prodImage := map[string]string{"emailService": `{"image":"ghcr.io/acme/email@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}`}
 	all := map[string]map[string]string{
 		"dev":     names(loadStack(t, "dev", nil)),
 		"prod":    names(loadStack(t, "prod", prodImage)),
-		"staging": names(loadStack(t, "staging", map[string]string{"profile": "prod", "emailService": `{"image":"ghcr.io/acme/email:1"}`, "container": `{"dataHostPath":"/srv/staging/redis"}`})),
+		"staging": names(loadStack(t, "staging", map[string]string{"profile": "prod", "emailService": `{"image":"ghcr.io/acme/email@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}`, "container": `{"dataHostPath":"/srv/staging/redis"}`})),
 		"sentinel": names(loadStack(t, "sentinel", map[string]string{"profile": "dev", "topology": `{"mode":"sentinel"}`,
 			"container": `{"hostPort":0}`})),
 	}
@@ -207,7 +207,7 @@ func TestStackFileReaderSkipsEncryptedPasswords(t *testing.T) {
 		stackFile := "encryptionsalt: v1:c2FsdA==:v1:aXY=:Y2lwaGVy\nconfig:\n  docker:host: unix:///var/run/docker.sock\n" + extra
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.prod.yaml"), []byte(stackFile), 0o644))
 	}
-	write("  emailclient-infra:emailService:\n    image: ghcr.io/acme/email:1\n" +
+	write("  emailclient-infra:emailService:\n    image: ghcr.io/acme/email@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" +
 		"  emailclient-infra:password:\n    secure: v1:AAAA:BBBB\n  emailclient-infra:opsPassword:\n    secure: v1:CCCC:DDDD\n")
 	s, err := stacks.LoadStackFile(dir, "prod")
 	require.NoError(t, err)

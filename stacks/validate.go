@@ -43,8 +43,10 @@ func (s Settings) Validate() error {
 	if err := checkDockerHost(s.DockerHost); err != nil {
 		errs = append(errs, err)
 	}
-	if s.EmailService.Enabled && s.EmailService.Image == "" && s.Profile == "prod" {
-		fail("emailService.image", "", "required in prod: the email-service image to run, e.g. ghcr.io/acme/email-service:1.4.2 (dev builds the reference worker when it is empty)")
+	if e := s.EmailService; e.Enabled && s.Profile == "prod" && !components.PinnedImage(e.Image) {
+		fail("emailService.image", e.Image, "required in prod, pinned: a digest reference such as ghcr.io/acme/email-service@sha256:<64 hex digits> "+
+			"(`docker inspect --format '{{index .RepoDigests 0}}' IMAGE` prints it), or a local image ID sha256:<64 hex digits> for a single host; "+
+			"a tag such as :stable is never pulled again once a host has it, so hosts drift and a release is not a change Pulumi sees (dev builds the reference worker when it is empty)")
 	}
 	return errors.Join(errs...)
 }

@@ -35,8 +35,8 @@ func newNamedStack(t *testing.T, stack, profile string) *engine.Project {
 
 // prodDataAndImage gives a prod-profile stack its two documented settings: a data host path (created
 // as the README says, under /srv: the stack refuses directories the host empties at boot) and the
-// email-service image (the reference worker, built like a user's image, tagged with marker). It
-// returns the data path.
+// email-service image (the reference worker, built like a user's image, tagged with marker, run by its
+// image ID as prod requires an image pinned by content). It returns the data path.
 func prodDataAndImage(t *testing.T, p *engine.Project, marker string) string {
 	parent, err := os.MkdirTemp("/srv", "emailclient-engine-")
 	require.NoError(t, err)
@@ -51,7 +51,10 @@ func prodDataAndImage(t *testing.T, p *engine.Project, marker string) string {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "build the email-service image: %s", out)
 	t.Cleanup(func() { _ = exec.Command("docker", "image", "rm", "-f", image).Run() })
-	p.SetPath("emailService.image", image)
+	// Prod runs images by content: the local image ID pins it on this single host.
+	id, err := exec.Command("docker", "image", "inspect", "--format", "{{.Id}}", image).Output()
+	require.NoError(t, err)
+	p.SetPath("emailService.image", strings.TrimSpace(string(id)))
 	return data
 }
 
