@@ -142,14 +142,7 @@ func NewScopedProject(t testing.TB, stack, profile string) *Project {
 func newLocalProject(t testing.TB, stack, marker string) *Project {
 	t.Helper()
 	redisBase, workerBase := BaseImages(t)
-	p := NewProject(t, stack)
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		host = "unix:///var/run/docker.sock"
-	}
-	p.Pulumi("config", "set", "--stack", stack, "docker:host", host)
-	p.SetPath("container.baseImage", redisBase)
-	p.SetPath("emailService.baseImage", workerBase)
+	// Registered before NewProject's destroy, so it runs after it (cleanups run last-in first-out).
 	t.Cleanup(func() {
 		// What destroy keeps on purpose (data volumes) or by design (images): this project's only.
 		out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+marker).Output()
@@ -163,6 +156,14 @@ func newLocalProject(t testing.TB, stack, marker string) *Project {
 			}
 		}
 	})
+	p := NewProject(t, stack)
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = "unix:///var/run/docker.sock"
+	}
+	p.Pulumi("config", "set", "--stack", stack, "docker:host", host)
+	p.SetPath("container.baseImage", redisBase)
+	p.SetPath("emailService.baseImage", workerBase)
 	return p
 }
 
