@@ -96,11 +96,17 @@ func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesA
 	}
 	s.Image = image.RepoDigest
 	s.MetricsURL = pulumi.String("").ToStringOutput()
+	// The backup container is the admin's (BGSAVE, its files): the ops password from the run volume.
 	env := pulumi.StringArray{
 		pulumi.String("REDIS_ADDR=" + access.Addr),
 		pulumi.String("REDIS_USERNAME=" + redisconf.OpsUser),
 		pulumi.String("REDIS_PASSWORD_FILE=" + redisconf.OpsPasswordFile),
 	}
+	// The metrics container listens on the network: it gets the read-only monitor user only, in its
+	// env (a secret array), and no mount of the run volume, which holds the admin password.
+	monitorEnv := pulumi.ToSecret(args.Broker.MonitorPassword.ApplyT(func(pw string) []string {
+		return []string{"REDIS_ADDR=" + access.Addr, "REDIS_USERNAME=" + redisconf.MonitorUser, "REDIS_PASSWORD=" + pw}
+	})).(pulumi.StringArrayOutput)
 	runMount := &docker.ContainerVolumeArgs{VolumeName: access.RunVolume, ContainerPath: pulumi.String(redisconf.RunDir), ReadOnly: pulumi.Bool(true)}
 	var backups *docker.ContainerVolumeArgs
 	if o.Backup.Enabled {
@@ -120,7 +126,7 @@ func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesA
 	}
 	if o.Metrics.Enabled {
 		cmd := []string{"metrics", "--listen", ":" + strconv.Itoa(MetricsPort)}
-		volumes := docker.ContainerVolumeArray{runMount}
+		var volumes docker.ContainerVolumeArray
 		if backups != nil {
 			cmd = append(cmd, "--backup-dir", BackupsDir)
 			volumes = append(volumes, &docker.ContainerVolumeArgs{VolumeName: backups.VolumeName, HostPath: backups.HostPath,
@@ -131,7 +137,7 @@ func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesA
 			ports = docker.ContainerPortArray{&docker.ContainerPortArgs{Internal: pulumi.Int(MetricsPort),
 				External: pulumi.Int(o.Metrics.HostPort), Ip: pulumi.String(o.Metrics.HostIP), Protocol: pulumi.String("tcp")}}
 		}
-		if _, err := opsContainer(ctx, name, "metrics", args, image, env, ports, parent, cmd, volumes); err != nil {
+		if _, err := opsContainer(ctx, name, "metrics", args, image, monitorEnv, ports, parent, cmd, volumes); err != nil {
 			return err
 		}
 		s.MetricsURL = pulumi.Sprintf("http://%s:%d/metrics", MetricsAlias, MetricsPort)
@@ -167,9 +173,9 @@ func (s *OpsServices) backupMount(ctx *pulumi.Context, name string, b BackupSche
 }
 
 // opsContainer declares one hardened redis-ops container (role backup or metrics) on the broker's
-// network, started after the broker is healthy. Its env carries no secret: the password is read from
-// the broker's run volume.
-func opsContainer(ctx *pulumi.Context, name, role string, args *OpsServicesArgs, image *docker.Image, env pulumi.StringArray,
+// network, started after the broker is healthy. The backup container reads the ops password from the
+// broker's run volume; the metrics container's env (secret) holds the monitor password.
+func opsContainer(ctx *pulumi.Context, name, role string, args *OpsServicesArgs, image *docker.Image, env pulumi.StringArrayInput,
 	ports docker.ContainerPortArray, parent pulumi.ResourceOption, command []string, volumes docker.ContainerVolumeArray) (*docker.Container, error) {
 	c := args.Container
 	var aliases pulumi.StringArray

@@ -82,6 +82,9 @@ type RedisBroker struct {
 	ResultBackendURL pulumi.StringOutput `pulumi:"resultBackendUrl"`
 	// OpsPassword is the ops user's password (secret), for the ops tools.
 	OpsPassword pulumi.StringOutput `pulumi:"opsPassword"`
+	// MonitorPassword is the monitor user's password (secret): read-only server state, for the
+	// metrics exporter and the healthcheck.
+	MonitorPassword pulumi.StringOutput `pulumi:"monitorPassword"`
 	// SentinelPassword is the Sentinels' password (secret); empty in standalone mode.
 	SentinelPassword pulumi.StringOutput `pulumi:"sentinelPassword"`
 
@@ -150,6 +153,7 @@ func NewRedisBroker(ctx *pulumi.Context, name string, args *RedisBrokerArgs, opt
 		"brokerUrl":        b.BrokerURL,
 		"resultBackendUrl": b.ResultBackendURL,
 		"opsPassword":      b.OpsPassword,
+		"monitorPassword":  b.MonitorPassword,
 		"sentinelPassword": b.SentinelPassword,
 	})
 }
@@ -166,6 +170,11 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 	if err != nil {
 		return err
 	}
+	monitorPw, err := passwordOrGenerated(ctx, name+"-monitor-password", nil, args.Rotation, parent)
+	if err != nil {
+		return err
+	}
+	b.MonitorPassword = monitorPw
 	image, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
 		ImageName: pulumi.String(c.ImageName),
 		SkipPush:  pulumi.Bool(true),
@@ -193,8 +202,8 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 	b.Port = pulumi.Int(args.Config.Port).ToIntOutput()
 	b.OpsPassword = opsPw
 	if !t.Sentinel() {
-		uploads := pulumi.All(celeryPw, opsPw).ApplyT(func(pws []any) []docker.ContainerUpload {
-			return RuntimeFiles(args.Config, pws[0].(string), pws[1].(string))
+		uploads := pulumi.All(celeryPw, opsPw, monitorPw).ApplyT(func(pws []any) []docker.ContainerUpload {
+			return RuntimeFiles(args.Config, pws[0].(string), pws[1].(string), pws[2].(string))
 		}).(docker.ContainerUploadArrayOutput)
 		container, err := env.node(ctx, node{
 			resourceNames: dataNodeResources(name, ""), former: dataNodeResources(name, "-0"),
@@ -214,7 +223,7 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 		b.Ops = *env.ops
 		return nil
 	}
-	if err := b.buildSentinel(ctx, name, env, celeryPw, opsPw); err != nil {
+	if err := b.buildSentinel(ctx, name, env, celeryPw, opsPw, monitorPw); err != nil {
 		return err
 	}
 	b.Ops = *env.ops
@@ -222,7 +231,7 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 }
 
 // buildSentinel declares the data nodes (node 0 is the initial primary) and the Sentinels.
-func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeEnv, celeryPw, opsPw pulumi.StringOutput) error {
+func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeEnv, celeryPw, opsPw, monitorPw pulumi.StringOutput) error {
 	args := env.args
 	c, t := args.Container, args.Topology
 	sentinelPw, err := passwordOrGenerated(ctx, name+"-sentinel-password", nil, args.Rotation, env.parent)
@@ -236,8 +245,8 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		if i > 0 {
 			n.ReplicaOf = primary
 		}
-		uploads := pulumi.All(celeryPw, opsPw).ApplyT(func(pws []any) []docker.ContainerUpload {
-			files := RuntimeFiles(args.Config, pws[0].(string), pws[1].(string))
+		uploads := pulumi.All(celeryPw, opsPw, monitorPw).ApplyT(func(pws []any) []docker.ContainerUpload {
+			files := RuntimeFiles(args.Config, pws[0].(string), pws[1].(string), pws[2].(string))
 			files[0] = upload(redisconf.ConfigFile, args.Config.RenderNode(n))
 			return append(files, upload(redisconf.SecretsFile, redisconf.SecretsConf(pws[1].(string))))
 		}).(docker.ContainerUploadArrayOutput)
@@ -480,13 +489,15 @@ func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.Str
 }
 
 // RuntimeFiles are the files uploaded into /run/redis at container creation: the rendered
-// redis.conf, the ACL file (SHA-256 hashes only) and the healthcheck's password file. The directory
-// is private to the redis user (mode 0700 in the image), so the files are world-readable in it.
-func RuntimeFiles(cfg redisconf.Config, celeryPassword, opsPassword string) []docker.ContainerUpload {
+// redis.conf, the ACL file (SHA-256 hashes only), the ops user's password file (for the backup
+// container, which mounts the volume) and the monitor user's (for the healthcheck). The directory is
+// private to the redis user (mode 0700 in the image), so the files are world-readable in it.
+func RuntimeFiles(cfg redisconf.Config, celeryPassword, opsPassword, monitorPassword string) []docker.ContainerUpload {
 	return []docker.ContainerUpload{
 		upload(redisconf.ConfigFile, cfg.Render()),
-		upload(redisconf.ACLFile, redisconf.ACLFileContent(celeryPassword, opsPassword)),
+		upload(redisconf.ACLFile, redisconf.ACLFileContent(celeryPassword, opsPassword, monitorPassword)),
 		upload(redisconf.OpsPasswordFile, opsPassword),
+		upload(redisconf.MonitorPasswordFile, monitorPassword),
 	}
 }
 

@@ -169,7 +169,9 @@ var pinnedImageRe = regexp.MustCompile(`(^|@)sha256:[a-f0-9]{64}$`)
 
 // PinnedImage reports whether ref names an image by its content (a digest reference or an image ID),
 // so that every host runs the same bytes and a new release is a change of the setting.
-func PinnedImage(ref string) bool { return imageRefRe.MatchString(ref) && pinnedImageRe.MatchString(ref) }
+func PinnedImage(ref string) bool {
+	return imageRefRe.MatchString(ref) && pinnedImageRe.MatchString(ref)
+}
 
 // Validate checks the email-service container settings; keys are prefixed with prefix.
 func (e EmailServiceContainer) Validate(prefix string) error {

@@ -1,6 +1,7 @@
 package stacks_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -48,7 +49,16 @@ func TestProdSchedulesBackupsAndServesMetrics(t *testing.T) {
 	assert.Equal(t, []string{"CMD", "/redis-ops", "healthz", "--url=http://127.0.0.1:9121/healthz"}, strs(metrics["healthcheck"].ObjectValue()["tests"]))
 	assert.Equal(t, []string{components.MetricsAlias}, strs(metrics["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]))
 	assert.False(t, metrics["ports"].HasValue() && len(metrics["ports"].ArrayValue()) > 0, "no host port unless configured")
-	assert.True(t, metrics["volumes"].ArrayValue()[1].ObjectValue()["readOnly"].BoolValue(), "backups read-only for metrics")
+	vols = metrics["volumes"].ArrayValue()
+	require.Len(t, vols, 1, "the backups only: no run volume (it holds the admin password)")
+	assert.Equal(t, "/backups", vols[0].ObjectValue()["containerPath"].StringValue())
+	assert.True(t, vols[0].ObjectValue()["readOnly"].BoolValue(), "backups read-only for metrics")
+	env := plain(t, metrics["envs"], true)
+	monitorPw, opsPw := declared.MockPassword("broker-monitor-password"), declared.MockPassword("broker-ops-password")
+	assert.Equal(t, []string{"REDIS_ADDR=redis:6379", "REDIS_USERNAME=monitor", "REDIS_PASSWORD=" + monitorPw}, strs(env))
+	for _, in := range metrics.Mappable() {
+		assert.NotContains(t, fmt.Sprint(in), opsPw, "no admin password anywhere in the metrics container's inputs")
+	}
 }
 
 func TestOperationsSettingsAreConfigurable(t *testing.T) {

@@ -220,9 +220,14 @@ func uploadsOf(t *testing.T, r *declared.Result, node string) map[string]string 
 func TestRuntimeFilesCarryOnlyHashesExceptTheHealthcheckPassword(t *testing.T) {
 	r := run(t, "dev", declared.Options{})
 	uploads := uploadsOf(t, r, "broker-redis")
-	require.Len(t, uploads, 3)
+	require.Len(t, uploads, 4)
 	celeryPw := declared.MockPassword("broker-celery-password")
 	opsPw := declared.MockPassword("broker-ops-password")
+	monitorPw := declared.MockPassword("broker-monitor-password")
+	assert.Contains(t, uploads[redisconf.ACLFile], "user monitor on resetkeys %R~* resetchannels -@all +ping ")
+	assert.Contains(t, uploads[redisconf.ACLFile], "#"+redisconf.PasswordHash(monitorPw))
+	assert.NotContains(t, uploads[redisconf.ACLFile], monitorPw)
+	assert.Equal(t, monitorPw, uploads[redisconf.MonitorPasswordFile], "the healthcheck's")
 	acl := uploads[redisconf.ACLFile]
 	assert.Contains(t, acl, "user default off resetpass")
 	assert.Contains(t, acl, "user celery on ")
@@ -241,7 +246,7 @@ func TestRuntimeFilesCarryOnlyHashesExceptTheHealthcheckPassword(t *testing.T) {
 func TestGeneratedPasswordsAreURLSafeAndLong(t *testing.T) {
 	r := run(t, "prod", declared.Options{})
 	pws := r.ByType(declared.PasswordType)
-	require.Len(t, pws, 2)
+	require.Len(t, pws, 3, "celery, ops, monitor")
 	for _, pw := range pws {
 		assert.Equal(t, float64(components.GeneratedPasswordLength), pw.Inputs["length"].NumberValue())
 		assert.GreaterOrEqual(t, components.GeneratedPasswordLength, 32)

@@ -24,8 +24,10 @@ const (
 	ConfigFile = RunDir + "/redis.conf"
 	// ACLFile holds the ACL users with SHA-256 password hashes (no plain-text password).
 	ACLFile = RunDir + "/users.acl"
-	// OpsPasswordFile holds the ops user's password; the healthcheck authenticates with it.
+	// OpsPasswordFile holds the ops user's password (backups and operators' tools).
 	OpsPasswordFile = RunDir + "/ops.password"
+	// MonitorPasswordFile holds the monitor user's password; the healthcheck authenticates with it.
+	MonitorPasswordFile = RunDir + "/monitor.password"
 )
 
 // Config is the Redis server configuration of one broker. The zero value is not useful: start from

@@ -102,9 +102,16 @@ const (
 	// every key and channel, and nothing that administers the server (no FLUSHALL, CONFIG, KEYS, DEBUG,
 	// SHUTDOWN, INFO, SCRIPT FLUSH).
 	CeleryUser = "celery"
-	// OpsUser is the operators' and the healthcheck's user, with every command.
+	// OpsUser is the operators' user (backup, restore, replication, the Sentinels), with every command.
 	OpsUser = "ops"
+	// MonitorUser is the healthcheck's and the metrics exporter's user: it reads server state and
+	// queue lengths, and can change nothing, read no value and reach no admin command.
+	MonitorUser = "monitor"
 )
+
+// monitorCommands is the allow-list of MonitorUser: what the healthcheck (PING, INFO) and
+// `redis-ops metrics` (INFO, the kombu bindings by SCAN and SMEMBERS, queue lengths) run.
+var monitorCommands = []string{"ping", "auth", "hello", "info", "scan", "smembers", "llen", "hlen", "zcard"}
 
 // celeryCommands is the allow-list of CeleryUser, grouped by data type. Allow-listing commands rather
 // than categories keeps out e.g. SCRIPT FLUSH, which @scripting would bring in.
@@ -141,19 +148,25 @@ func ACLRules(user string) []string {
 		return rules
 	case OpsUser:
 		return []string{"on", "~*", "&*", "+@all"}
+	case MonitorUser:
+		rules := []string{"on", "resetkeys", "%R~*", "resetchannels", "-@all"}
+		for _, c := range monitorCommands {
+			rules = append(rules, "+"+c)
+		}
+		return rules
 	}
 	return nil
 }
 
 // ACLFileContent renders users.acl: the default user switched off (and without the implicit nopass,
-// so protected mode never treats the server as passwordless), and the celery and ops users with the
-// SHA-256 hashes of their passwords.
-func ACLFileContent(celeryPassword, opsPassword string) string {
+// so protected mode never treats the server as passwordless), and the celery, ops and monitor users
+// with the SHA-256 hashes of their passwords.
+func ACLFileContent(celeryPassword, opsPassword, monitorPassword string) string {
 	line := func(user, password string) string {
 		return fmt.Sprintf("user %s %s #%s\n", user, strings.Join(ACLRules(user), " "), PasswordHash(password))
 	}
 	return "user default off resetpass resetkeys resetchannels -@all\n" +
-		line(CeleryUser, celeryPassword) + line(OpsUser, opsPassword)
+		line(CeleryUser, celeryPassword) + line(OpsUser, opsPassword) + line(MonitorUser, monitorPassword)
 }
 
 // PasswordHash is the hex SHA-256 of a password, as Redis ACL "#<hash>" rules take it.

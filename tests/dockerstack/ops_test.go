@@ -83,9 +83,21 @@ func TestOpsContainers(t *testing.T) {
 			if so := strs(hc["SecurityOpt"]); !slices.Contains(so, "no-new-privileges:true") {
 				t.Errorf("%s: SecurityOpt = %v, want no-new-privileges", name, so)
 			}
-			// No password in the container's config (it reads the ops password from the run volume).
+			// No celery or admin (ops) password in the container's config: the backup container reads the
+			// ops password from the run volume; the metrics container has the monitor user's in its env
+			// and no run volume at all (it holds the admin password).
 			cfgEnv := strings.Join(strs(get(insp, "Config", "Env")), " ") + strings.Join(strs(get(insp, "Config", "Cmd")), " ")
 			noSecrets(t, name+" Config.Env/Cmd", cfgEnv)
+			if name == opsMetrics {
+				if !strings.Contains(cfgEnv, "REDIS_USERNAME=monitor") {
+					t.Errorf("%s: env %q, want the monitor user", name, cfgEnv)
+				}
+				for _, m := range insp["Mounts"].([]any) {
+					if dest := m.(map[string]any)["Destination"]; dest == "/run/redis" {
+						t.Errorf("%s mounts %v, which holds the admin password", name, dest)
+					}
+				}
+			}
 			// /run/redis and /data are read-only mounts; only the backup container writes /backups.
 			for _, m := range insp["Mounts"].([]any) {
 				mm := m.(map[string]any)

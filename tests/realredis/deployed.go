@@ -30,6 +30,7 @@ type Broker struct {
 	DataDir   string
 	Celery    string // the celery user's password
 	Ops       string // the ops user's password
+	Monitor   string // the monitor user's password
 	Directive []redisconf.Directive
 }
 
@@ -104,6 +105,7 @@ func (b *Broker) writeRuntimeFiles(t testing.TB, r *declared.Result, opts Option
 		must(t, os.WriteFile(file, []byte(content), 0o444))
 	}
 	b.Ops = readFile(t, filepath.Join(b.RunDir, "ops.password"))
+	b.Monitor = readFile(t, filepath.Join(b.RunDir, "monitor.password"))
 	b.Celery = celeryPassword(t, r, opts.Secrets)
 	chownToRedis(t, b.RunDir, b.DataDir)
 }
@@ -157,7 +159,7 @@ func (b *Broker) Healthcheck(t testing.TB, env ...string) (string, bool) {
 
 // Client connects as a user of the declared ACL file.
 func (b *Broker) Client(t testing.TB, user string) *redis.Client {
-	pw := map[string]string{redisconf.CeleryUser: b.Celery, redisconf.OpsUser: b.Ops}[user]
+	pw := map[string]string{redisconf.CeleryUser: b.Celery, redisconf.OpsUser: b.Ops, redisconf.MonitorUser: b.Monitor}[user]
 	return b.Server.Client(t, user, pw)
 }
 

@@ -76,6 +76,55 @@ func TestAccessOnlyOpsAdministers(t *testing.T) {
 		refused, len(adminCommands), pm["protected-mode"], flags)
 }
 
+// TestMonitorUserOnlyReads: the monitor user (healthcheck, metrics exporter) may run exactly what
+// they need and nothing that writes, reads a value or administers; ACL DRYRUN both ways, then for real.
+func TestMonitorUserOnlyReads(t *testing.T) {
+	b := realredis.Start(t, "dev", realredis.Options{})
+	ctx := realredis.Ctx(t)
+	ops := b.Client(t, redisconf.OpsUser)
+	require.NoError(t, ops.RPush(ctx, "celery", "task").Err())
+	may := [][]any{{"ping"}, {"info"}, {"info", "persistence"}, {"scan", "0", "match", "_kombu.binding.*"},
+		{"smembers", "_kombu.binding.celery"}, {"llen", "celery"}, {"hlen", "unacked"}, {"zcard", "unacked_index"}}
+	mayNot := [][]any{{"get", "k"}, {"set", "k", "v"}, {"lpop", "celery"}, {"rpush", "celery", "x"}, {"del", "celery"},
+		{"lrange", "celery", "0", "-1"}, {"hgetall", "unacked"}, {"publish", "c", "m"}, {"subscribe", "c"}, {"expire", "celery", "1"}}
+	for _, cmd := range adminCommands {
+		if cmd[0] != "scan" && cmd[0] != "info" { // the two admin-list commands the monitor needs
+			mayNot = append(mayNot, cmd)
+		}
+	}
+	var table []string
+	allowed, refused := 0, 0
+	for _, group := range []struct {
+		cmds [][]any
+		want bool
+	}{{may, true}, {mayNot, false}} {
+		for _, cmd := range group.cmds {
+			name := strings.ToLower(strings.Join(strs(cmd[:min(2, len(cmd))]), " "))
+			got, err := ops.Do(ctx, append([]any{"acl", "dryrun", redisconf.MonitorUser}, cmd...)...).Text()
+			require.NoError(t, err, name)
+			if group.want {
+				if assert.Equal(t, "OK", got, "the monitor user may run %s", name) {
+					allowed++
+					table = append(table, name+": allowed")
+				}
+			} else if assert.NotEqual(t, "OK", got, "the monitor user may not run %s", name) {
+				refused++
+			}
+		}
+	}
+	monitor := b.Client(t, redisconf.MonitorUser)
+	n, err := monitor.LLen(ctx, "celery").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	for _, cmd := range [][]any{{"get", "celery"}, {"lpop", "celery"}, {"config", "get", "masterauth"}, {"flushall"}} {
+		err := monitor.Do(ctx, cmd...).Err()
+		require.Error(t, err, "monitor runs %v", cmd)
+		assert.Contains(t, err.Error(), "NOPERM", "%v", cmd)
+	}
+	t.Logf("FIGURE access: the monitor user may run %d of %d commands it needs (%s) and is refused %d of %d others (values, writes, Pub/Sub, the admin commands above but SCAN and INFO)",
+		allowed, len(may), strings.Join(table, ", "), refused, len(mayNot))
+}
+
 func strs(a []any) []string {
 	out := make([]string, len(a))
 	for i, v := range a {

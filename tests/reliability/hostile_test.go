@@ -252,8 +252,8 @@ func TestHostileSettings(t *testing.T) {
 				assert.Contains(t, lines, want)
 			}
 			acl := strings.Split(strings.TrimSuffix(up[redisconf.ACLFile], "\n"), "\n")
-			require.Len(t, acl, 3, "three ACL users")
-			for i, u := range []string{"default", redisconf.CeleryUser, redisconf.OpsUser} {
+			require.Len(t, acl, 4, "four ACL users")
+			for i, u := range []string{"default", redisconf.CeleryUser, redisconf.OpsUser, redisconf.MonitorUser} {
 				assert.True(t, strings.HasPrefix(acl[i], "user "+u+" "), "ACL line %d is user %s", i, u)
 			}
 			if pw, ok := tc.secrets["password"]; ok {

@@ -1,7 +1,8 @@
 #!/bin/sh
 # redis-healthcheck: the container's health verdict, one line on stdout, exit 0 (healthy) or 1.
 #
-# - Authenticates as the ops user with the password from a file (REDISCLI_AUTH, never argv).
+# - Authenticates as the monitor user (read-only server state: PING, INFO) with the password from a
+#   file (REDISCLI_AUTH, never argv).
 # - Healthy only on an exact PONG: NOAUTH, WRONGPASS or an unreachable server are unhealthy
 #   (redis-cli itself exits 0 on NOAUTH).
 # - LOADING (dataset still loading) reports "starting" and exits 1: Docker's start period covers it.
@@ -9,14 +10,14 @@
 #   writes.
 # - A Sentinel (its config is $REDIS_RUN_DIR/sentinel.conf) is healthy when it answers PONG with its
 #   password ($REDIS_RUN_DIR/sentinel.password) and SENTINEL CKQUORUM confirms a quorum for its primary.
-# Environment: REDIS_RUN_DIR (default /run/redis), REDIS_HEALTHCHECK_USER (default ops),
-# REDIS_HEALTHCHECK_PASSWORD_FILE (default $REDIS_RUN_DIR/ops.password), REDIS_HEALTHCHECK_HOST
+# Environment: REDIS_RUN_DIR (default /run/redis), REDIS_HEALTHCHECK_USER (default monitor),
+# REDIS_HEALTHCHECK_PASSWORD_FILE (default $REDIS_RUN_DIR/monitor.password), REDIS_HEALTHCHECK_HOST
 # (default 127.0.0.1), REDIS_HEALTHCHECK_PORT (default: the port of $REDIS_RUN_DIR/redis.conf, else 6379).
 set -u
 
 run_dir=${REDIS_RUN_DIR:-/run/redis}
-user=${REDIS_HEALTHCHECK_USER:-ops}
-pw_file=${REDIS_HEALTHCHECK_PASSWORD_FILE:-$run_dir/ops.password}
+user=${REDIS_HEALTHCHECK_USER:-monitor}
+pw_file=${REDIS_HEALTHCHECK_PASSWORD_FILE:-$run_dir/monitor.password}
 host=${REDIS_HEALTHCHECK_HOST:-127.0.0.1}
 port=${REDIS_HEALTHCHECK_PORT:-}
 if [ -z "$port" ]; then
