@@ -203,7 +203,7 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 	b.OpsPassword = opsPw
 	if !t.Sentinel() {
 		uploads := pulumi.All(celeryPw, opsPw, monitorPw).ApplyT(func(pws []any) []docker.ContainerUpload {
-			return RuntimeFiles(args.Config, pws[0].(string), pws[1].(string), pws[2].(string))
+			return RuntimeFiles(args.Config, passwords(pws))
 		}).(docker.ContainerUploadArrayOutput)
 		container, err := env.node(ctx, node{
 			resourceNames: dataNodeResources(name, ""), former: dataNodeResources(name, "-0"),
@@ -238,6 +238,16 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 	if err != nil {
 		return err
 	}
+	// The data nodes' own users for replication and for the Sentinels (the admin password stays with
+	// the backup container and the operators).
+	replicaPw, err := passwordOrGenerated(ctx, name+"-replica-password", nil, args.Rotation, env.parent)
+	if err != nil {
+		return err
+	}
+	sentinelUserPw, err := passwordOrGenerated(ctx, name+"-sentinel-user-password", nil, args.Rotation, env.parent)
+	if err != nil {
+		return err
+	}
 	primary := NodeAlias(0)
 	dataSfx, sentinelSfx := nodeSuffixes(t)
 	for i := 0; i <= t.Replicas; i++ {
@@ -245,10 +255,11 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		if i > 0 {
 			n.ReplicaOf = primary
 		}
-		uploads := pulumi.All(celeryPw, opsPw, monitorPw).ApplyT(func(pws []any) []docker.ContainerUpload {
-			files := RuntimeFiles(args.Config, pws[0].(string), pws[1].(string), pws[2].(string))
+		uploads := pulumi.All(celeryPw, opsPw, monitorPw, replicaPw, sentinelUserPw).ApplyT(func(pws []any) []docker.ContainerUpload {
+			p := passwords(pws)
+			files := RuntimeFiles(args.Config, p)
 			files[0] = upload(redisconf.ConfigFile, args.Config.RenderNode(n))
-			return append(files, upload(redisconf.SecretsFile, redisconf.SecretsConf(pws[1].(string))))
+			return append(files, upload(redisconf.SecretsFile, redisconf.SecretsConf(p.Replica)))
 		}).(docker.ContainerUploadArrayOutput)
 		hostPath := ""
 		if c.DataHostPath != "" {
@@ -281,7 +292,7 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 	for j := 1; j <= t.Sentinels; j++ {
 		cfg := redisconf.Sentinel{Announce: SentinelAlias(j), MasterName: t.MasterName, Primary: primary, Port: args.Config.Port,
 			Quorum: t.Quorum, DownAfterMilliseconds: t.DownAfterMilliseconds, FailoverTimeoutMilliseconds: t.FailoverTimeoutMilliseconds}
-		uploads := pulumi.All(opsPw, sentinelPw).ApplyT(func(pws []any) []docker.ContainerUpload {
+		uploads := pulumi.All(sentinelUserPw, sentinelPw).ApplyT(func(pws []any) []docker.ContainerUpload {
 			return []docker.ContainerUpload{
 				upload(redisconf.SentinelConfigFile, cfg.Render(pws[0].(string), pws[1].(string))),
 				upload(redisconf.SentinelPasswordFile, pws[1].(string)),
@@ -492,13 +503,23 @@ func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.Str
 // redis.conf, the ACL file (SHA-256 hashes only), the ops user's password file (for the backup
 // container, which mounts the volume) and the monitor user's (for the healthcheck). The directory is
 // private to the redis user (mode 0700 in the image), so the files are world-readable in it.
-func RuntimeFiles(cfg redisconf.Config, celeryPassword, opsPassword, monitorPassword string) []docker.ContainerUpload {
+func RuntimeFiles(cfg redisconf.Config, p redisconf.Passwords) []docker.ContainerUpload {
 	return []docker.ContainerUpload{
 		upload(redisconf.ConfigFile, cfg.Render()),
-		upload(redisconf.ACLFile, redisconf.ACLFileContent(celeryPassword, opsPassword, monitorPassword)),
-		upload(redisconf.OpsPasswordFile, opsPassword),
-		upload(redisconf.MonitorPasswordFile, monitorPassword),
+		upload(redisconf.ACLFile, redisconf.ACLFileContent(p)),
+		upload(redisconf.OpsPasswordFile, p.Ops),
+		upload(redisconf.MonitorPasswordFile, p.Monitor),
 	}
+}
+
+// passwords are the ACL users' passwords from the resolved values of pulumi.All(celery, ops, monitor
+// [, replica, sentinel user]).
+func passwords(v []any) redisconf.Passwords {
+	p := redisconf.Passwords{Celery: v[0].(string), Ops: v[1].(string), Monitor: v[2].(string)}
+	if len(v) == 5 {
+		p.Replica, p.Sentinel = v[3].(string), v[4].(string)
+	}
+	return p
 }
 
 // upload is one uploaded file, readable by the redis user in its private /run/redis.

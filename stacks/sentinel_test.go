@@ -26,6 +26,8 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 	require.Equal(t, 3+3, brokerContainers, "a primary, 2 replicas and 3 Sentinels")
 	opsPw := declared.MockPassword("broker-ops-password")
 	sentinelPw := declared.MockPassword("broker-sentinel-password")
+	replicaPw := declared.MockPassword("broker-replica-password")
+	sentinelUserPw := declared.MockPassword("broker-sentinel-user-password")
 	for i := 0; i <= 2; i++ {
 		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-redis-%d", i))
 		assert.Equal(t, fmt.Sprintf("emailclient-prod-redis-%d", i), c["name"].StringValue())
@@ -37,11 +39,15 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 		up := uploadsOf(t, r, fmt.Sprintf("broker-redis-%d", i))
 		conf := up[redisconf.ConfigFile]
 		assert.Contains(t, conf, "\nreplica-announce-ip "+components.NodeAlias(i)+"\n")
-		assert.Contains(t, conf, "\nmasteruser ops\n")
+		assert.Contains(t, conf, "\nmasteruser replica\n", "replicas authenticate as the replica user, not the admin")
 		assert.Contains(t, conf, "\ninclude "+redisconf.SecretsFile+"\n")
 		assert.Contains(t, conf, "\nmin-replicas-to-write 1\n")
-		assert.NotContains(t, conf, opsPw, "the password is only in secrets.conf")
-		assert.Equal(t, "masterauth \""+opsPw+"\"\n", up[redisconf.SecretsFile])
+		assert.NotContains(t, conf, replicaPw, "the password is only in secrets.conf")
+		assert.Equal(t, "masterauth \""+replicaPw+"\"\n", up[redisconf.SecretsFile])
+		acl := up[redisconf.ACLFile]
+		assert.Contains(t, acl, "\nuser replica on resetkeys resetchannels -@all +auth +psync +replconf +ping #"+redisconf.PasswordHash(replicaPw)+"\n")
+		assert.Contains(t, acl, "\nuser sentinel on resetkeys resetchannels &__sentinel__:* -@all ")
+		assert.Contains(t, acl, "#"+redisconf.PasswordHash(sentinelUserPw)+"\n")
 		if i == 0 {
 			assert.NotContains(t, conf, "replicaof")
 		} else {
@@ -57,7 +63,11 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 		assert.Contains(t, conf, "\nsentinel monitor emailclient redis-0 6379 2\n")
 		assert.Contains(t, conf, "\nsentinel announce-ip "+components.SentinelAlias(j)+"\n")
 		assert.Contains(t, conf, "\nsentinel resolve-hostnames yes\n")
-		assert.Contains(t, conf, "\nsentinel auth-user emailclient ops\n")
+		assert.Contains(t, conf, "\nsentinel auth-user emailclient sentinel\n", "the Sentinels reach the data nodes as the sentinel user")
+		assert.Contains(t, conf, "\nsentinel auth-pass emailclient \""+sentinelUserPw+"\"\n")
+		for _, f := range up {
+			assert.NotContains(t, f, opsPw, "no admin password in a Sentinel's files")
+		}
 		assert.Contains(t, conf, "\nrequirepass \""+sentinelPw+"\"\n", "Sentinels are authenticated")
 		assert.Equal(t, sentinelPw, up[redisconf.SentinelPasswordFile])
 		deps := resOf(t, r, fmt.Sprintf("broker-sentinel-%d", j)).DependsOn

@@ -102,8 +102,14 @@ const (
 	// every key and channel, and nothing that administers the server (no FLUSHALL, CONFIG, KEYS, DEBUG,
 	// SHUTDOWN, INFO, SCRIPT FLUSH).
 	CeleryUser = "celery"
-	// OpsUser is the operators' user (backup, restore, replication, the Sentinels), with every command.
+	// OpsUser is the operators' user (backups, restore, the ops tools), with every command.
 	OpsUser = "ops"
+	// ReplicaUser is the user replicas authenticate to their primary as (sentinel topology): PSYNC,
+	// REPLCONF and PING only.
+	ReplicaUser = "replica"
+	// SentinelUser is the user the Sentinels reach the data nodes as (sentinel topology): what
+	// Sentinel runs to watch and fail over a primary, and nothing that reads or writes data.
+	SentinelUser = "sentinel"
 	// MonitorUser is the healthcheck's and the metrics exporter's user: it reads server state and
 	// queue lengths, and can change nothing, read no value and reach no admin command.
 	MonitorUser = "monitor"
@@ -112,6 +118,14 @@ const (
 // monitorCommands is the allow-list of MonitorUser: what the healthcheck (PING, INFO) and
 // `redis-ops metrics` (INFO, the kombu bindings by SCAN and SMEMBERS, queue lengths) run.
 var monitorCommands = []string{"ping", "auth", "hello", "info", "scan", "smembers", "llen", "hlen", "zcard"}
+
+// replicaCommands and sentinelCommands are the allow-lists of ReplicaUser and SentinelUser (Redis's
+// documented minimum for each job).
+var (
+	replicaCommands  = []string{"auth", "psync", "replconf", "ping"}
+	sentinelCommands = []string{"auth", "hello", "ping", "info", "role", "multi", "exec", "slaveof", "replicaof", "config|rewrite",
+		"client|setname", "client|kill", "script|kill", "subscribe", "publish"}
+)
 
 // celeryCommands is the allow-list of CeleryUser, grouped by data type. Allow-listing commands rather
 // than categories keeps out e.g. SCRIPT FLUSH, which @scripting would bring in.
@@ -149,24 +163,43 @@ func ACLRules(user string) []string {
 	case OpsUser:
 		return []string{"on", "~*", "&*", "+@all"}
 	case MonitorUser:
-		rules := []string{"on", "resetkeys", "%R~*", "resetchannels", "-@all"}
-		for _, c := range monitorCommands {
-			rules = append(rules, "+"+c)
-		}
-		return rules
+		return allow([]string{"on", "resetkeys", "%R~*", "resetchannels", "-@all"}, monitorCommands)
+	case ReplicaUser:
+		return allow([]string{"on", "resetkeys", "resetchannels", "-@all"}, replicaCommands)
+	case SentinelUser:
+		return allow([]string{"on", "resetkeys", "resetchannels", "&__sentinel__:*", "-@all"}, sentinelCommands)
 	}
 	return nil
 }
 
+// allow appends +command for each command to rules.
+func allow(rules, commands []string) []string {
+	for _, c := range commands {
+		rules = append(rules, "+"+c)
+	}
+	return rules
+}
+
+// Passwords are the passwords of the ACL users; Replica and Sentinel are both empty (no such users)
+// in a standalone broker, both set in a sentinel topology.
+type Passwords struct {
+	Celery, Ops, Monitor, Replica, Sentinel string
+}
+
 // ACLFileContent renders users.acl: the default user switched off (and without the implicit nopass,
 // so protected mode never treats the server as passwordless), and the celery, ops and monitor users
-// with the SHA-256 hashes of their passwords.
-func ACLFileContent(celeryPassword, opsPassword, monitorPassword string) string {
-	line := func(user, password string) string {
-		return fmt.Sprintf("user %s %s #%s\n", user, strings.Join(ACLRules(user), " "), PasswordHash(password))
+// (and the replica and sentinel users when their passwords are set) with the SHA-256 hashes of their
+// passwords.
+func ACLFileContent(p Passwords) string {
+	users := [][2]string{{CeleryUser, p.Celery}, {OpsUser, p.Ops}, {MonitorUser, p.Monitor}}
+	if p.Replica != "" {
+		users = append(users, [2]string{ReplicaUser, p.Replica}, [2]string{SentinelUser, p.Sentinel})
 	}
-	return "user default off resetpass resetkeys resetchannels -@all\n" +
-		line(CeleryUser, celeryPassword) + line(OpsUser, opsPassword) + line(MonitorUser, monitorPassword)
+	out := "user default off resetpass resetkeys resetchannels -@all\n"
+	for _, u := range users {
+		out += fmt.Sprintf("user %s %s #%s\n", u[0], strings.Join(ACLRules(u[0]), " "), PasswordHash(u[1]))
+	}
+	return out
 }
 
 // PasswordHash is the hex SHA-256 of a password, as Redis ACL "#<hash>" rules take it.

@@ -42,7 +42,7 @@ func (c Config) NodeDirectives(n Node) []Directive {
 	d := func(name string, args ...string) Directive { return Directive{Name: name, Args: args} }
 	out := append(c.Directives(),
 		d("replica-announce-ip", n.Announce),
-		d("masteruser", OpsUser),
+		d("masteruser", ReplicaUser),
 		d("include", SecretsFile),
 		d("replica-read-only", "yes"),
 		d("replica-serve-stale-data", "yes"),
@@ -59,9 +59,9 @@ func (c Config) NodeDirectives(n Node) []Directive {
 // RenderNode returns the redis.conf of a data node of a sentinel topology.
 func (c Config) RenderNode(n Node) string { return renderDirectives(c.NodeDirectives(n)) }
 
-// SecretsConf renders SecretsFile for a data node.
-func SecretsConf(opsPassword string) string {
-	return "masterauth " + confQuote(opsPassword) + "\n"
+// SecretsConf renders SecretsFile for a data node: the replica user's password.
+func SecretsConf(replicaPassword string) string {
+	return "masterauth " + confQuote(replicaPassword) + "\n"
 }
 
 // Sentinel is the configuration of one Sentinel.
@@ -81,9 +81,10 @@ type Sentinel struct {
 	FailoverTimeoutMilliseconds int
 }
 
-// Render returns sentinel.conf. It holds the ops password (to reach the data nodes) and the Sentinels'
-// own password in plain text, as Sentinel requires: it is uploaded as a secret and copied to a 0600 file.
-func (s Sentinel) Render(opsPassword, sentinelPassword string) string {
+// Render returns sentinel.conf. It holds the sentinel user's password (to reach the data nodes) and
+// the Sentinels' own password in plain text, as Sentinel requires: it is uploaded as a secret and
+// copied to a 0600 file.
+func (s Sentinel) Render(sentinelUserPassword, sentinelPassword string) string {
 	m := s.MasterName
 	lines := []string{
 		"# sentinel.conf rendered by emailclient-infra; Sentinel rewrites its copy in " + SentinelStateFile + ".",
@@ -98,8 +99,8 @@ func (s Sentinel) Render(opsPassword, sentinelPassword string) string {
 		"sentinel announce-hostnames yes",
 		"sentinel announce-ip " + s.Announce,
 		fmt.Sprintf("sentinel monitor %s %s %d %d", m, s.Primary, s.Port, s.Quorum),
-		fmt.Sprintf("sentinel auth-user %s %s", m, OpsUser),
-		fmt.Sprintf("sentinel auth-pass %s %s", m, confQuote(opsPassword)),
+		fmt.Sprintf("sentinel auth-user %s %s", m, SentinelUser),
+		fmt.Sprintf("sentinel auth-pass %s %s", m, confQuote(sentinelUserPassword)),
 		fmt.Sprintf("sentinel down-after-milliseconds %s %d", m, s.DownAfterMilliseconds),
 		fmt.Sprintf("sentinel failover-timeout %s %d", m, s.FailoverTimeoutMilliseconds),
 		fmt.Sprintf("sentinel parallel-syncs %s 1", m),

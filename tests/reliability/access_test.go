@@ -125,6 +125,50 @@ func TestMonitorUserOnlyReads(t *testing.T) {
 		allowed, len(may), strings.Join(table, ", "), refused, len(mayNot))
 }
 
+// TestReplicaAndSentinelUsersOnlyDoTheirJob: in the sentinel topology, replicas authenticate as the
+// replica user and the Sentinels as the sentinel user; ACL DRYRUN (on the primary, as the admin) shows
+// what each may run and that neither reads or writes data or administers beyond its job.
+func TestReplicaAndSentinelUsersOnlyDoTheirJob(t *testing.T) {
+	top := realredis.StartSentinel(t, "dev", `{"mode":"sentinel"}`)
+	ops := top.NodeClient(t, top.Nodes[0])
+	ctx := realredis.Ctx(t)
+	data := [][]any{{"get", "k"}, {"set", "k", "v"}, {"lpop", "celery"}, {"rpush", "celery", "x"}, {"keys", "*"}, {"scan", "0"},
+		{"flushall"}, {"config", "set", "appendonly", "no"}, {"config", "get", "masterauth"}, {"acl", "list"}, {"debug", "sleep", "0"},
+		{"shutdown", "nosave"}, {"module", "load", "/tmp/x.so"}, {"eval", "return 1", "0"}, {"monitor"}, {"bgsave"}, {"dump", "k"}}
+	for _, job := range []struct {
+		user     string
+		may, not [][]any
+	}{
+		{redisconf.ReplicaUser, [][]any{{"psync", "?", "-1"}, {"replconf", "listening-port", "6379"}, {"ping"}},
+			append([][]any{{"replicaof", "10.0.0.1", "6379"}, {"info"}, {"publish", "__sentinel__:hello", "x"}}, data...)},
+		{redisconf.SentinelUser, [][]any{{"ping"}, {"info"}, {"role"}, {"replicaof", "10.0.0.1", "6379"}, {"slaveof", "no", "one"},
+			{"config", "rewrite"}, {"client", "kill", "id", "1"}, {"client", "setname", "sentinel"}, {"multi"}, {"exec"},
+			{"publish", "__sentinel__:hello", "x"}, {"subscribe", "__sentinel__:hello"}, {"script", "kill"}},
+			append([][]any{{"psync", "?", "-1"}, {"publish", "celery", "x"}, {"subscribe", "celery"}}, data...)},
+	} {
+		var allowed, refused []string
+		for _, group := range []struct {
+			cmds [][]any
+			want bool
+		}{{job.may, true}, {job.not, false}} {
+			for _, cmd := range group.cmds {
+				name := strings.ToLower(strings.Join(strs(cmd[:min(2, len(cmd))]), " "))
+				got, err := ops.Do(ctx, append([]any{"acl", "dryrun", job.user}, cmd...)...).Text()
+				require.NoError(t, err, "%s %s", job.user, name)
+				if group.want {
+					if assert.Equal(t, "OK", got, "the %s user may run %s", job.user, name) {
+						allowed = append(allowed, name)
+					}
+				} else if assert.NotEqual(t, "OK", got, "the %s user may not run %s", job.user, name) {
+					refused = append(refused, name)
+				}
+			}
+		}
+		t.Logf("FIGURE access: the %s user may run %d of %d (%s); refused %d of %d (%s)", job.user, len(allowed), len(job.may),
+			strings.Join(allowed, ", "), len(refused), len(job.not), strings.Join(refused, ", "))
+	}
+}
+
 func strs(a []any) []string {
 	out := make([]string, len(a))
 	for i, v := range a {
