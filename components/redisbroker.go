@@ -362,19 +362,13 @@ func dataNodeResources(name, sfx string) resourceNames {
 	return resourceNames{resource: name + "-redis" + sfx, runVolume: name + "-run" + sfx, dataVolume: name + "-data" + sfx}
 }
 
-// was is the alias option of one of n's resources: its name in n.former, picked by pick (none when
-// n has no former identity).
-func (n node) was(pick func(resourceNames) string) pulumi.ResourceOption {
-	if n.former.resource == "" {
+// was is the alias option of a resource formerly named former ("": none, no former identity).
+func was(former string) pulumi.ResourceOption {
+	if former == "" {
 		return pulumi.Aliases(nil)
 	}
-	return pulumi.Aliases([]pulumi.Alias{{Name: pulumi.String(pick(n.former))}})
+	return pulumi.Aliases([]pulumi.Alias{{Name: pulumi.String(former)}})
 }
-
-func containerOf(r resourceNames) string  { return r.resource }
-func runVolumeOf(r resourceNames) string  { return r.runVolume }
-func dataVolumeOf(r resourceNames) string { return r.dataVolume }
-func carrierOf(r resourceNames) string    { return FilesCarrier(r.resource) }
 
 // node is one container of the broker: a data node or a Sentinel.
 type node struct {
@@ -396,7 +390,7 @@ type node struct {
 func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	c := e.args.Container
 	run, err := docker.NewVolume(ctx, n.runVolume, &docker.VolumeArgs{Name: pulumi.String(runVolumeName(n.container))},
-		e.parent, pulumi.DeleteBeforeReplace(true), n.was(runVolumeOf))
+		e.parent, pulumi.DeleteBeforeReplace(true), was(n.former.runVolume))
 	if err != nil {
 		return nil, err
 	}
@@ -417,7 +411,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	} else {
 		// The data volume outlives the stack: `pulumi destroy` must never take queued tasks with it.
 		data, err := docker.NewVolume(ctx, n.dataVolume, &docker.VolumeArgs{Name: pulumi.String(n.volume)},
-			e.parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true), pulumi.Protect(e.args.Protect), n.was(dataVolumeOf))
+			e.parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true), pulumi.Protect(e.args.Protect), was(n.former.dataVolume))
 		if err != nil {
 			return nil, err
 		}
@@ -463,7 +457,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		CpuShares:         pulumi.Int(c.CPUShares),
 	}, e.parent,
 		pulumi.DependsOn(n.dependsOn),
-		n.was(containerOf),
+		was(n.former.resource),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
 		pulumi.ReplaceOnChanges([]string{"healthcheck"}))
 }
@@ -475,6 +469,10 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 // process, so nothing runs with that writable root. Uploads are replaced (ForceNew) when a file
 // changes, and so is the carrier.
 func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.StringOutput) (*docker.Container, error) {
+	former := "" // the carrier of the node's former identity, if any
+	if n.former.resource != "" {
+		former = FilesCarrier(n.former.resource)
+	}
 	return docker.NewContainer(ctx, FilesCarrier(n.resource), &docker.ContainerArgs{
 		Name:        pulumi.String(FilesCarrier(n.container)),
 		Image:       e.image,
@@ -494,7 +492,7 @@ func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.Str
 		// The uploads hold passwords or their hashes: the whole array is secret.
 		Uploads: pulumi.ToSecret(n.uploads).(docker.ContainerUploadArrayOutput),
 	}, e.parent,
-		n.was(carrierOf),
+		was(former),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
 		pulumi.AdditionalSecretOutputs([]string{"uploads"}))
 }
