@@ -32,7 +32,7 @@ func TestConfigChangeUnderLoadLosesNothing(t *testing.T) {
 	require.NoError(t, err)
 	p.SetPath("container.hostPort", strconv.Itoa(port))
 	out, err := p.Make("up", "STACK="+p.Stack)
-	require.NoError(t, err, "make up:\n%s", tail(out))
+	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))
 	email := p.Output("emailServiceContainer")
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Username: "celery",
 		Password: passwordOf(t, p.Output("celeryBrokerUrl")), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
@@ -111,17 +111,17 @@ func TestConfigChangeUnderLoadLosesNothing(t *testing.T) {
 // TestDevAndProdSideBySide: a dev-profile and a prod-profile stack deployed with their default names
 // on one engine: both healthy, no container, volume or network shared.
 func TestDevAndProdSideBySide(t *testing.T) {
-	requireEngine(t)
+	engine.Require(t)
 	sfx := strings.ToLower(strconv.FormatInt(time.Now().UnixNano()%1e8, 36))
-	dev := newNamedStack(t, "side-dev-"+sfx, "dev")
+	dev := engine.NewScopedProject(t, "side-dev-"+sfx, "dev")
 	port, err := redistest.FreePort()
 	require.NoError(t, err)
 	dev.SetPath("container.hostPort", strconv.Itoa(port))
-	prod := newNamedStack(t, "side-prod-"+sfx, "prod")
+	prod := engine.NewScopedProject(t, "side-prod-"+sfx, "prod")
 	prodDataAndImage(t, prod, "side-prod-"+sfx)
 	for _, p := range []*engine.Project{dev, prod} {
 		out, err := p.Make("up", "STACK="+p.Stack)
-		require.NoError(t, err, "make up STACK=%s:\n%s", p.Stack, tail(out))
+		require.NoError(t, err, "make up STACK=%s:\n%s", p.Stack, engine.Tail(out, 60))
 	}
 	objects := map[string]string{}
 	for _, p := range []*engine.Project{dev, prod} {
@@ -144,17 +144,8 @@ func TestDevAndProdSideBySide(t *testing.T) {
 	assert.GreaterOrEqual(t, len(objects), 10)
 }
 
-func tail(s string) string { return strings.Join(lastLines(s, 60), "\n") }
-
-func lastLine(s string) string {
-	lines := lastLines(s, 1)
-	return lines[0]
-}
-
-func lastLines(s string, n int) []string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[max(0, len(lines)-n):]
-}
+// lastLine is the last line of a command's output (the client's one JSON line).
+func lastLine(s string) string { return engine.Tail(strings.TrimSpace(s), 1) }
 
 // TestStandaloneToSentinelKeepsData: a standalone dev stack holding keys (with TTLs) and queued
 // tasks switched to the Sentinel topology with `pulumi up`: the initial primary starts on the
@@ -166,7 +157,7 @@ func TestStandaloneToSentinelKeepsData(t *testing.T) {
 	p.SetPath("container.hostPort", strconv.Itoa(port))
 	p.SetPath("emailService.enabled", "false") // queued tasks stay queued: no worker consumes them
 	out, err := p.Make("up", "STACK="+p.Stack)
-	require.NoError(t, err, "make up:\n%s", tail(out))
+	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))
 	opsPw := p.Output("opsPassword")
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Username: "ops", Password: opsPw})
 	ctx := context.Background()

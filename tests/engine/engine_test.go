@@ -26,13 +26,6 @@ func newStack(t *testing.T, stack string) (*engine.Project, string) {
 	return engine.NewIsolatedProject(t, stack)
 }
 
-func requireEngine(t *testing.T) { engine.Require(t) }
-
-// newNamedStack is a stack named stack (unique to the run) with profile and the default names.
-func newNamedStack(t *testing.T, stack, profile string) *engine.Project {
-	return engine.NewScopedProject(t, stack, profile)
-}
-
 // prodDataAndImage gives a prod-profile stack its two documented settings: a data host path (created
 // as the README says, under /srv: the stack refuses directories the host empties at boot) and the
 // email-service image (the reference worker, built like a user's image, tagged with marker, run by its
@@ -159,8 +152,7 @@ func roundTrip(t *testing.T, container string) {
 	var err error
 	// The worker may still be connecting right after a deploy: the client waits up to 90 s.
 	out, err = exec.Command("docker", "exec", container, "python3", "-m", "emailworker.client", "send", "--count", "5", "--timeout", "90").Output()
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &res), "client output (%v): %s\nlogs:\n%s", err, out, logs(container))
+	require.NoError(t, json.Unmarshal([]byte(lastLine(string(out))), &res), "client output (%v): %s\nlogs:\n%s", err, out, logs(container))
 	require.Equal(t, 5, res.Completed, "tasks completed through the deployed email-service: %+v\nlogs:\n%s", res, logs(container))
 	t.Logf("FIGURE celery round trip through %s: 5 of 5 in %.2fs", container, res.RoundtripSeconds)
 }
