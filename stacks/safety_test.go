@@ -1,12 +1,13 @@
 package stacks_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -82,20 +83,17 @@ var legacyObjects = map[string][]string{
 func TestPinnedLegacyNamesKeepAnOldStacksObjects(t *testing.T) {
 	root, err := stacks.FindRoot()
 	require.NoError(t, err)
+	project := loadProject(t)
 	for _, stack := range []string{"dev", "prod"} {
-		cfg, err := stacks.StackFileConfig(root, stack)
+		ps, err := workspace.LoadProjectStack(nil, project, filepath.Join(root, "Pulumi."+stack+".yaml"))
 		require.NoError(t, err)
-		src := stacks.MapSource{Values: cfg}
+		// As `make pin-names` does: `pulumi config set --path KEY VALUE`, with the CLI's own code.
 		for key, value := range stacks.LegacyNames(stack) {
-			group, field, _ := strings.Cut(key, ".")
-			obj := map[string]any{}
-			if raw, ok, _ := src.Lookup(group); ok {
-				require.NoError(t, jsonUnmarshal(raw, &obj))
-			}
-			setPath(obj, field, value)
-			cfg[stacks.Project+":"+group] = jsonMarshal(t, obj)
+			require.NoError(t, ps.Config.Set(config.MustMakeKey(stacks.Project, key), config.NewValue(value), true), key)
 		}
-		s, err := stacks.Load(stack, src)
+		cfg, err := stacks.ProjectConfig(project, stack, ps.Config)
+		require.NoError(t, err)
+		s, err := stacks.Load(stack, stacks.MapSource{Values: cfg})
 		require.NoError(t, err, stack)
 		got := names(s)
 		for _, o := range legacyObjects[stack] {
@@ -215,30 +213,6 @@ func TestStackFileReaderSkipsEncryptedPasswords(t *testing.T) {
 	write("  emailclient-infra:emailService:\n    secure: v1:AAAA:BBBB\n")
 	_, err = stacks.LoadStackFile(dir, "prod")
 	require.ErrorContains(t, err, "emailclient-infra:emailService is encrypted")
-}
-
-func jsonUnmarshal(raw string, v any) error { return json.Unmarshal([]byte(raw), v) }
-
-func jsonMarshal(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(t, err)
-	return string(b)
-}
-
-// setPath sets a dotted path (backup.volume) in a JSON object, as `pulumi config set --path` does.
-func setPath(obj map[string]any, path, value string) {
-	head, rest, nested := strings.Cut(path, ".")
-	if !nested {
-		obj[head] = value
-		return
-	}
-	child, _ := obj[head].(map[string]any)
-	if child == nil {
-		child = map[string]any{}
-		obj[head] = child
-	}
-	setPath(child, rest, value)
 }
 
 // TestStandaloneAndSentinelShareThePrimarysData: the sentinel topology's initial primary is the
