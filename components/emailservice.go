@@ -60,6 +60,12 @@ func (c Celery) CeleryEnv() map[string]string {
 	}
 }
 
+// WorkerEnv returns the reference worker's own settings as environment variables (see
+// deployment/docker/email-worker/emailworker/heartbeat.py); other images ignore them.
+func (c EmailServiceContainer) WorkerEnv() map[string]string {
+	return map[string]string{"EMAILWORKER_STALL_EXIT_SECONDS": strconv.Itoa(c.StallExitSeconds)}
+}
+
 // envList renders env as sorted KEY=value lines, so the declared order is stable.
 func envList(env map[string]string) []string {
 	out := make([]string, 0, len(env))
@@ -108,6 +114,9 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 			e["CELERY_SENTINEL_MASTER_NAME"] = b.Topology.MasterName
 			e["CELERY_SENTINEL_PASSWORD"] = v[2].(string)
 		}
+		for k, v := range args.Container.WorkerEnv() {
+			e[k] = v
+		}
 		return envList(e)
 	}).(pulumi.StringArrayOutput)
 	c := args.Container
@@ -138,9 +147,15 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 		}},
 		LogDriver: pulumi.String("json-file"),
 		LogOpts:   logOpts(args.Container.Log),
+		// `pulumi up` goes on once the worker takes tasks from Redis (its probe passes).
+		Healthcheck: healthcheckArgs(c.Healthcheck.Command, c.Healthcheck.Healthcheck),
+		Wait:        pulumi.Bool(c.Healthcheck.Waits()),
+		WaitTimeout: pulumi.Int(waitTimeoutSeconds),
 	}, parent,
 		pulumi.DependsOn(b.Containers), // created with wait: true, i.e. healthy
-		pulumi.DeleteBeforeReplace(true))
+		pulumi.DeleteBeforeReplace(true),
+		// A changed probe never reaches a running container in place.
+		pulumi.ReplaceOnChanges([]string{"healthcheck"}))
 	if err != nil {
 		return nil, fmt.Errorf("emailservice %q: %w", name, err)
 	}

@@ -182,11 +182,7 @@ func opsContainer(ctx *pulumi.Context, name, role string, args *OpsServicesArgs,
 	var healthcheck *docker.ContainerHealthcheckArgs
 	if role == "metrics" {
 		aliases = pulumi.StringArray{pulumi.String(MetricsAlias)}
-		healthcheck = &docker.ContainerHealthcheckArgs{
-			Tests:    pulumi.StringArray{pulumi.String("CMD"), pulumi.String(opsBinary), pulumi.String("healthz"), pulumi.String(fmt.Sprintf("--url=http://127.0.0.1:%d/healthz", MetricsPort))},
-			Interval: pulumi.String(c.Healthcheck.Interval), Timeout: pulumi.String(c.Healthcheck.Timeout),
-			Retries: pulumi.Int(c.Healthcheck.Retries), StartPeriod: pulumi.String(c.Healthcheck.StartPeriod),
-		}
+		healthcheck = healthcheckArgs([]string{"CMD", opsBinary, "healthz", fmt.Sprintf("--url=http://127.0.0.1:%d/healthz", MetricsPort)}, c.Healthcheck)
 	}
 	return docker.NewContainer(ctx, name+"-"+role, &docker.ContainerArgs{
 		Name:         pulumi.String(opsContainerName(c, role)),

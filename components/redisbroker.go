@@ -26,6 +26,9 @@ const (
 	GeneratedPasswordLength = 40
 	// HealthcheckCommand is the image's healthcheck script (deployment/docker/redis/redis-healthcheck.sh).
 	HealthcheckCommand = "/usr/local/bin/redis-healthcheck"
+	// WorkerAliveCommand is the reference worker's healthcheck
+	// (deployment/docker/email-worker/emailworker-alive).
+	WorkerAliveCommand = "/usr/local/bin/emailworker-alive"
 	// FilesLabel is the label of a Redis container naming (by ID) the files carrier that placed its
 	// runtime files in its run volume.
 	FilesLabel = "emailclient.files-carrier"
@@ -432,7 +435,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		Tmpfs:        pulumi.StringMap{"/tmp": pulumi.String("rw,noexec,nosuid,size=16m")},
 		Capabilities: &docker.ContainerCapabilitiesArgs{Drops: pulumi.StringArray{pulumi.String("ALL")}},
 		SecurityOpts: pulumi.StringArray{pulumi.String("no-new-privileges:true")},
-		Healthcheck:  healthcheckArgs(c.Healthcheck),
+		Healthcheck:  healthcheckArgs([]string{"CMD", HealthcheckCommand}, c.Healthcheck),
 		LogDriver:    pulumi.String("json-file"),
 		LogOpts:      logOpts(c.Log),
 		Volumes:      volumes,
@@ -577,9 +580,14 @@ func (c RedisContainer) StopGrace(cfg redisconf.Config) int {
 	return 20 + int((n+32<<20-1)/(32<<20))
 }
 
-func healthcheckArgs(h Healthcheck) *docker.ContainerHealthcheckArgs {
+// healthcheckArgs declares the probe tests (Docker's form, e.g. ["CMD", program]) on schedule h;
+// ["NONE"] declares no probe.
+func healthcheckArgs(tests []string, h Healthcheck) *docker.ContainerHealthcheckArgs {
+	if len(tests) == 1 && tests[0] == "NONE" {
+		return &docker.ContainerHealthcheckArgs{Tests: pulumi.ToStringArray(tests)}
+	}
 	return &docker.ContainerHealthcheckArgs{
-		Tests:       pulumi.StringArray{pulumi.String("CMD"), pulumi.String(HealthcheckCommand)},
+		Tests:       pulumi.ToStringArray(tests),
 		Interval:    pulumi.String(h.Interval),
 		Timeout:     pulumi.String(h.Timeout),
 		Retries:     pulumi.Int(h.Retries),

@@ -150,7 +150,31 @@ type EmailServiceContainer struct {
 	// ReadOnlyRoot runs the worker with a read-only root filesystem and a small writable /tmp.
 	// Defaults to true; set false for an image that writes elsewhere.
 	ReadOnlyRoot bool `json:"readOnlyRoot"`
+	// Healthcheck is how Docker probes the worker; `pulumi up` waits until the worker is healthy.
+	Healthcheck WorkerHealthcheck `json:"healthcheck"`
+	// StallExitSeconds is the reference worker's answer to being unhealthy: when it has taken nothing
+	// from Redis for this long (its own heartbeat tasks included) while not every process is busy, it
+	// stops itself and the restart policy starts a fresh worker, with no person involved (Docker never
+	// restarts a container for being unhealthy). Defaults to 120; 0 leaves a stalled worker running,
+	// unhealthy, for an outside watcher to act on; else 15-86400. Passed as
+	// EMAILWORKER_STALL_EXIT_SECONDS; other images decide this themselves.
+	StallExitSeconds int `json:"stallExitSeconds"`
 }
+
+// WorkerHealthcheck is the email-service healthcheck: Docker's schedule and the probe.
+type WorkerHealthcheck struct {
+	// The schedule. Defaults to every 5s, timeout 3s, 3 retries, start period 60s.
+	Healthcheck
+	// Command is the probe in Docker's form: ["CMD", program, args...] or ["CMD-SHELL", "a command"].
+	// Defaults to the reference worker's ["CMD", "/usr/local/bin/emailworker-alive"], which reads the
+	// heartbeat file the worker writes when it takes its own heartbeat task from Redis: it fails when
+	// the worker stops consuming, and starts no Python. ["NONE"] for an image without a probe: Docker
+	// then does not probe it and `pulumi up` does not wait for it.
+	Command []string `json:"command"`
+}
+
+// Waits reports whether `pulumi up` waits for the probe (every command but ["NONE"]).
+func (h WorkerHealthcheck) Waits() bool { return !(len(h.Command) == 1 && h.Command[0] == "NONE") }
 
 // Topology is the shape of a RedisBroker.
 type Topology struct {

@@ -92,16 +92,7 @@ func (c RedisContainer) Validate(prefix string) error {
 		v.fail("hostIp", c.HostIP, "accepted: a loopback address such as 127.0.0.1 (Redis is never published beyond the host)")
 	}
 	v.oneOf("restart", c.Restart, restarts)
-	h := c.Healthcheck
-	interval := v.duration("healthcheck.interval", h.Interval, time.Second)
-	if timeout := v.duration("healthcheck.timeout", h.Timeout, time.Second); timeout > 0 && interval > 0 && timeout >= interval {
-		v.fail("healthcheck.timeout", h.Timeout, "accepted: shorter than container.healthcheck.interval ("+h.Interval+")")
-	}
-	v.between("healthcheck.retries", h.Retries, 1, 100)
-	v.duration("healthcheck.startPeriod", h.StartPeriod, 0)
-	if h.StartInterval != "" {
-		v.duration("healthcheck.startInterval", h.StartInterval, time.Second)
-	}
+	v.healthcheck("healthcheck.", c.Healthcheck)
 	v.log("log.", c.Log)
 	v.optionalMemory("memory", c.Memory)
 	v.optionalMemory("memoryReservation", c.MemoryReservation)
@@ -190,7 +181,48 @@ func (e EmailServiceContainer) Validate(prefix string) error {
 	if e.MaxProcesses != 0 {
 		v.between("maxProcesses", e.MaxProcesses, 16, 32768)
 	}
+	v.workerProbe("healthcheck.command", e.Healthcheck.Command)
+	if e.Healthcheck.Waits() {
+		v.healthcheck("healthcheck.", e.Healthcheck.Healthcheck)
+	}
+	if e.StallExitSeconds != 0 {
+		v.between("stallExitSeconds", e.StallExitSeconds, 15, 86400)
+	}
 	return errors.Join(v.errs...)
+}
+
+// healthcheck checks a healthcheck schedule; keys start with key (e.g. "healthcheck.").
+func (v *validator) healthcheck(key string, h Healthcheck) {
+	interval := v.duration(key+"interval", h.Interval, time.Second)
+	if timeout := v.duration(key+"timeout", h.Timeout, time.Second); timeout > 0 && interval > 0 && timeout >= interval {
+		v.fail(key+"timeout", h.Timeout, "accepted: shorter than "+v.prefix+key+"interval ("+h.Interval+")")
+	}
+	v.between(key+"retries", h.Retries, 1, 100)
+	v.duration(key+"startPeriod", h.StartPeriod, 0)
+	if h.StartInterval != "" {
+		v.duration(key+"startInterval", h.StartInterval, time.Second)
+	}
+}
+
+// workerProbe checks a healthcheck command in Docker's form.
+func (v *validator) workerProbe(key string, cmd []string) {
+	const accepted = `accepted: ["CMD", program, args...], ["CMD-SHELL", "a command"] or ["NONE"] (no probe, no wait)`
+	ok := len(cmd) > 0
+	if ok {
+		switch cmd[0] {
+		case "CMD":
+			ok = len(cmd) >= 2 && strings.TrimSpace(cmd[1]) != ""
+		case "CMD-SHELL":
+			ok = len(cmd) == 2 && strings.TrimSpace(cmd[1]) != ""
+		case "NONE":
+			ok = len(cmd) == 1
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		v.fail(key, fmt.Sprintf("%q", cmd), accepted)
+	}
 }
 
 // ValidateMemoryHeadroom checks the container's memory limits against maxmemory: Redis forks for

@@ -278,15 +278,33 @@ func TestEmailServiceDev(t *testing.T) {
 		"CELERY_RESULT_EXPIRES": "86400", "CELERY_TASK_TIME_LIMIT": "3600", "CELERY_TASK_SOFT_TIME_LIMIT": "3000",
 		"CELERY_WORKER_CONCURRENCY": "4", "CELERY_BROKER_VISIBILITY_TIMEOUT": "7200", "CELERY_TASK_ACKS_LATE": "true",
 		"CELERY_TASK_REJECT_ON_WORKER_LOST": "false", "CELERY_WORKER_PREFETCH_MULTIPLIER": "1", "CELERY_LOG_LEVEL": "debug",
+		"EMAILWORKER_STALL_EXIT_SECONDS": "120",
 	} {
 		assert.Equal(t, v, env[k], k)
 	}
-	assert.Len(t, env, 14)
+	assert.Len(t, env, 15)
 	var keys []string
 	for _, kv := range strs(plain(t, c["envs"], true)) {
 		keys = append(keys, kv)
 	}
 	assert.True(t, sort.StringsAreSorted(keys), "stable env order")
+}
+
+func TestEmailServiceIsWaitedOnByItsHeartbeatProbe(t *testing.T) {
+	c := get(t, run(t, "dev", declared.Options{}), declared.ContainerType, "email-service-container")
+	assert.Equal(t, map[string]any{
+		"tests":    []any{"CMD", components.WorkerAliveCommand},
+		"interval": "5s", "timeout": "3s", "retries": 3.0, "startPeriod": "60s",
+	}, c["healthcheck"].Mappable())
+	assert.True(t, c["wait"].BoolValue(), "pulumi up waits until the worker takes tasks from Redis")
+	assert.Equal(t, 180.0, c["waitTimeout"].NumberValue())
+
+	// An image without a probe: none declared, no wait.
+	c = get(t, run(t, "dev", declared.Options{Config: map[string]string{
+		"emailService": `{"healthcheck": {"command": ["NONE"]}, "stallExitSeconds": 0}`}}), declared.ContainerType, "email-service-container")
+	assert.Equal(t, map[string]any{"tests": []any{"NONE"}}, c["healthcheck"].Mappable())
+	assert.False(t, c["wait"].BoolValue())
+	assert.Equal(t, "0", envMap(t, c)["EMAILWORKER_STALL_EXIT_SECONDS"], "the watchdog is off")
 }
 
 func TestEmailServiceProdRunsTheConfiguredImage(t *testing.T) {

@@ -100,6 +100,11 @@ func Defaults(profile, stack string) (Settings, bool) {
 			MaxProcesses:     256,
 			ReadOnlyRoot:     true,
 			Log:              components.LogRotation{MaxSize: "10m", MaxFile: 3},
+			Healthcheck: components.WorkerHealthcheck{
+				Healthcheck: components.Healthcheck{Interval: "5s", Timeout: "3s", Retries: 3, StartPeriod: "60s"},
+				Command:     []string{"CMD", components.WorkerAliveCommand},
+			},
+			StallExitSeconds: 120,
 		},
 	}
 	s.Operations.Backup.Volume = scope + "-redis-backups"

@@ -239,9 +239,13 @@ func newWorker(t testing.TB, env map[string]string) *Worker {
 	if level == "" {
 		level = "info"
 	}
-	copied := make(map[string]string, len(env))
+	copied := make(map[string]string, len(env)+1)
 	for k, v := range env {
 		copied[k] = v
+	}
+	if copied["EMAILWORKER_HEARTBEAT_FILE"] == "" {
+		// One heartbeat file per worker (the image's default is /tmp/emailworker-heartbeat).
+		copied["EMAILWORKER_HEARTBEAT_FILE"] = filepath.Join(dir, "heartbeat")
 	}
 	return &Worker{
 		env:      copied,
@@ -297,6 +301,30 @@ func (w *Worker) Healthcheck(timeout time.Duration) error {
 		return fmt.Errorf("%s (%v)", line, err)
 	}
 	return nil
+}
+
+// Alive runs the image's healthcheck, emailworker-alive, with the worker's env: nil when the worker
+// took its own heartbeat task from Redis (or was busy) recently. The error carries its verdict.
+func (w *Worker) Alive() error {
+	cmd := exec.Command("sh", filepath.Join(w.workDir, "emailworker-alive"))
+	cmd.Env = processEnv(w.env, w.workDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s (%v)", strings.TrimSpace(string(out)), err)
+	}
+	return nil
+}
+
+// WaitAlive waits up to timeout for Alive to pass and returns its last verdict.
+func (w *Worker) WaitAlive(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := w.Alive()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (w *Worker) run(limit time.Duration, args ...string) ([]byte, error) {

@@ -94,6 +94,13 @@ var hostileSettings = []hostileSetting{
 	{name: "email-service killed at once", config: map[string]string{"emailService": `{"stopGraceSeconds":0}`}, reject: "emailService.stopGraceSeconds"},
 	{name: "email-service processes below a worker's", config: map[string]string{"emailService": `{"maxProcesses":4}`}, reject: "emailService.maxProcesses"},
 	{name: "email-service memory without unit", config: map[string]string{"emailService": `{"memory":"1024"}`}, reject: "emailService.memory"},
+	{name: "email-service probe without a program", config: map[string]string{"emailService": `{"healthcheck":{"command":["CMD"]}}`}, reject: "emailService.healthcheck.command"},
+	{name: "email-service probe as a bare string", config: map[string]string{"emailService": `{"healthcheck":{"command":["curl -f localhost"]}}`}, reject: "emailService.healthcheck.command"},
+	{name: "email-service probe NONE with args", config: map[string]string{"emailService": `{"healthcheck":{"command":["NONE","x"]}}`}, reject: "emailService.healthcheck.command"},
+	{name: "email-service probe timeout not below interval", config: map[string]string{"emailService": `{"healthcheck":{"interval":"5s","timeout":"5s"}}`}, reject: "emailService.healthcheck.timeout"},
+	{name: "email-service probe every 100ms", config: map[string]string{"emailService": `{"healthcheck":{"interval":"100ms"}}`}, reject: "emailService.healthcheck.interval"},
+	{name: "email-service watchdog faster than its heartbeats", config: map[string]string{"emailService": `{"stallExitSeconds":5}`}, reject: "emailService.stallExitSeconds"},
+	{name: "email-service own shell probe, watchdog off", config: map[string]string{"emailService": `{"healthcheck":{"command":["CMD-SHELL","test -e /tmp/ok"]},"stallExitSeconds":0}`}, lines: []string{"maxmemory 512mb"}},
 	{name: "reject on worker lost without acks late", config: map[string]string{"celery": `{"rejectOnWorkerLost":true,"acksLate":false}`}, reject: "celery.rejectOnWorkerLost"},
 	{name: "protect not a boolean", config: map[string]string{"protect": `"yes"`}, reject: "protect"},
 	// Images: prod runs the email-service by content; base images may be pinned by digest anywhere.
@@ -265,7 +272,7 @@ func TestHostileSettings(t *testing.T) {
 			}
 			noSecret(t, conf+up[redisconf.ACLFile], "redis.conf and users.acl", secretValues...)
 			env := envOf(t, r)
-			require.Len(t, env, 14, "the email-service env")
+			require.Len(t, env, 15, "the email-service env: 14 CELERY_* and EMAILWORKER_STALL_EXIT_SECONDS")
 			for _, e := range env {
 				if !envEntry.MatchString(e) {
 					t.Errorf("env entry %q is not a single KEY=value", strings.SplitN(e, "=", 2)[0])

@@ -7,6 +7,7 @@ import uuid
 
 from celery import current_task
 
+from emailworker import heartbeat
 from emailworker.app import app
 
 # Deliberately minimal: one @, no spaces, a dot in the domain.
@@ -44,3 +45,9 @@ def sleep_then_send(seconds, to, subject):
 def ping():
     """Healthcheck probe: proves that this worker consumes from Redis."""
     return {"pong": True, "worker": current_task.request.hostname}
+
+
+@app.task(name=heartbeat.HEARTBEAT_TASK, ignore_result=True)
+def heartbeat_task():
+    """The worker's own heartbeat (see emailworker.heartbeat): taking it from
+    Redis is what the worker records; running it does nothing."""
