@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +34,7 @@ type manifest struct {
 	SHA256       string           `json:"sha256"`
 	RedisVersion string           `json:"redis_version"`
 	SourceAddr   string           `json:"source_addr"`
+	Source       string           `json:"source"` // "datadir" (BGSAVE, copied from the data dir) or "network" (SYNC)
 	RDB          rdbCheck         `json:"rdb"`
 }
 
@@ -47,9 +49,17 @@ func rdbPathOf(path string) string {
 	return path
 }
 
+// The values of --source: where the RDB comes from.
+const (
+	sourceAuto    = "auto"    // the data dir when it is readable on this host, else the network
+	sourceNetwork = "network" // SYNC over a dedicated connection, as redis-cli --rdb
+	sourceDatadir = "datadir" // BGSAVE, then copy the RDB from the data dir
+)
+
 // backupOptions configures runBackup.
 type backupOptions struct {
 	dir       string        // backup directory (required)
+	source    string        // auto (default), network or datadir
 	dataDir   string        // Redis data dir on this host; defaults to CONFIG GET dir
 	retention time.Duration // delete backups older than this; default 720h, 0 disables
 	wait      time.Duration // how long to wait for BGSAVE; default 30m
@@ -58,24 +68,37 @@ type backupOptions struct {
 
 func runBackup(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("backup", "--dir DIR [flags]", `
-Runs BGSAVE (waiting for a save already in progress, or scheduling after an
-AOF rewrite), waits until it finishes with progress, copies the RDB from the
-Redis data dir (which must be readable on this host: --data-dir, default
-CONFIG GET dir; streaming over the network is not supported), checks it
-(magic header, EOF marker, CRC64 and redis-check-rdb when installed), writes
-MD5, SHA256 and a JSON manifest next to it (temp file + rename), then deletes
-backups in DIR older than --retention.`)
+Takes a fresh RDB of the server and keeps it in DIR, from one of two sources
+(--source):
+  datadir  BGSAVE (waiting for a save already in progress, or scheduling
+           after an AOF rewrite), wait until it finishes with progress, then
+           copy the RDB from the Redis data dir, which must be readable on
+           this host (--data-dir, default CONFIG GET dir);
+  network  stream the RDB over a dedicated connection, as redis-cli --rdb
+           does (REPLCONF rdb-only, SYNC: the server forks a save for it and
+           sends it; the ACL user needs SYNC and REPLCONF). Works wherever
+           the server is reachable. With repl-diskless-sync yes (the Redis 7
+           default) the server first waits repl-diskless-sync-delay (5 s).
+  auto     (default) datadir when the data dir is readable here and holds
+           the RDB the BGSAVE just wrote, else network.
+Then it checks the RDB (magic header, EOF marker, CRC64 and redis-check-rdb
+when installed), writes MD5, SHA256 and a JSON manifest (with the source
+used) next to it (temp file + rename), and deletes backups in DIR older than
+--retention.`)
 	c := e.addConnFlags(fs)
 	o := backupOptions{}
 	fs.StringVar(&o.dir, "dir", "", "backup directory (required)")
-	fs.StringVar(&o.dataDir, "data-dir", "", "Redis data directory readable on this host (default: CONFIG GET dir)")
+	addSourceFlags(fs, &o, "Redis data directory readable on this host (default: CONFIG GET dir)")
 	fs.DurationVar(&o.retention, "retention", 720*time.Hour, "delete backups older than this (0 keeps all)")
-	fs.DurationVar(&o.wait, "wait", 30*time.Minute, "maximum time to wait for BGSAVE")
+	fs.DurationVar(&o.wait, "wait", 30*time.Minute, "maximum time to wait for BGSAVE (or for the server's save for SYNC)")
 	fs.BoolVar(&o.progress, "progress", false, "show progress on stderr even when it is not a terminal")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	c.markSet(fs)
+	if err := o.checkSource(); err != nil {
+		return err
+	}
 	if o.dir == "" {
 		fs.Usage()
 		return withCode(ExitUsage, errors.New("--dir is required"))
@@ -90,12 +113,32 @@ backups in DIR older than --retention.`)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "backup %s size=%s keys=%d sha256=%s checked-by=%s\n", path, humanBytes(m.Size), m.Keys, m.SHA256, m.RDB.Checker)
+	fmt.Fprintf(e.stdout, "backup %s size=%s keys=%d sha256=%s checked-by=%s source=%s\n", path, humanBytes(m.Size), m.Keys, m.SHA256, m.RDB.Checker, m.Source)
 	deleted, err := applyRetention(o, e.now(), path)
 	for _, d := range deleted {
 		fmt.Fprintf(e.stdout, "retention: deleted %s (older than %v)\n", d, o.retention)
 	}
 	return err
+}
+
+// addSourceFlags declares --source and --data-dir (backup and schedule).
+func addSourceFlags(fs *flag.FlagSet, o *backupOptions, dataDirHelp string) {
+	fs.StringVar(&o.source, "source", sourceAuto, "where the RDB comes from: auto (datadir when the data dir is readable here, else network), network (SYNC over the connection, as redis-cli --rdb) or datadir (BGSAVE + copy from --data-dir)")
+	fs.StringVar(&o.dataDir, "data-dir", "", dataDirHelp+"; not with --source network")
+}
+
+// checkSource is the usage check of --source and --data-dir.
+func (o *backupOptions) checkSource() error {
+	switch o.source {
+	case sourceAuto, sourceDatadir:
+		return nil
+	case sourceNetwork:
+		if o.dataDir != "" {
+			return withCode(ExitUsage, errors.New("--data-dir has no effect with --source network (the RDB comes over the connection)"))
+		}
+		return nil
+	}
+	return withCode(ExitUsage, fmt.Errorf("--source must be one of auto, network, datadir, got %q", o.source))
 }
 
 // applyRetention deletes the backups older than o.retention (none when it is
@@ -115,11 +158,8 @@ func backup(ctx context.Context, e *env, c *redis.Client, o backupOptions) (stri
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	defer tmp.Close()
-	src, err := rdbSource(ctx, c, o.dataDir)
+	src, err := datadirRDB(ctx, e, c, o)
 	if err != nil {
-		return "", manifest{}, err
-	}
-	if err := bgsave(ctx, e, c, o); err != nil {
 		return "", manifest{}, err
 	}
 	inf, err := fetchInfo(ctx, c, "server", "keyspace")
@@ -127,12 +167,20 @@ func backup(ctx context.Context, e *env, c *redis.Client, o backupOptions) (stri
 		return "", manifest{}, err
 	}
 	m := manifest{CreatedAt: e.now().UTC(), Keys: inf.totalKeys(), Keyspace: inf.keyspace(),
-		RedisVersion: inf["redis_version"], SourceAddr: c.Options().Addr}
-	if err := copyAndHash(src, tmp, &m, newProgress(o.progress, e.stderr, "copying bytes", 0)); err != nil {
+		RedisVersion: inf["redis_version"], SourceAddr: c.Options().Addr, Source: sourceDatadir}
+	if src != "" {
+		err = copyAndHash(src, tmp, &m, newProgress(o.progress, e.stderr, "copying bytes", 0))
+	} else {
+		m.Source = sourceNetwork
+		p := newProgress(o.progress, e.stderr, "receiving RDB", 0)
+		err = writeHashed(tmp, &m, p, func(w io.Writer) (int64, error) { return syncRDB(ctx, c.Options(), w, p, o.wait) })
+		err = syncFailure(ctx, c, err)
+	}
+	if err != nil {
 		return "", m, err
 	}
 	if m.RDB, err = checkRDB(ctx, tmp.Name()); err != nil {
-		return "", m, withCode(ExitVerify, fmt.Errorf("copied RDB fails its check: %w", err))
+		return "", m, withCode(ExitVerify, fmt.Errorf("RDB taken from the %s fails its check: %w", m.Source, err))
 	}
 	final := filepath.Join(o.dir, backupPrefix+m.CreatedAt.Format("20060102T150405.000Z")+".rdb")
 	m.File = filepath.Base(final)
@@ -143,6 +191,39 @@ func backup(ctx context.Context, e *env, c *redis.Client, o backupOptions) (stri
 		return "", m, err
 	}
 	return final, m, syncDir(o.dir)
+}
+
+// datadirRDB returns the path of the RDB a BGSAVE has just written into the
+// data dir on this host, or "" when the RDB is to come over the network:
+// always with --source network; with auto when the data dir is not readable
+// here or its RDB was not written by that BGSAVE (a directory of the same
+// name that belongs to another server). With --source datadir both are
+// errors.
+func datadirRDB(ctx context.Context, e *env, c *redis.Client, o backupOptions) (string, error) {
+	if o.source == sourceNetwork {
+		return "", nil
+	}
+	fallback := func(err error) (string, error) {
+		if o.source == sourceDatadir {
+			return "", err
+		}
+		if o.progress {
+			fmt.Fprintf(e.stderr, "taking the RDB over the network: %v\n", err)
+		}
+		return "", nil
+	}
+	src, err := rdbSource(ctx, c, o.dataDir)
+	if err != nil {
+		return fallback(err)
+	}
+	since := time.Now()
+	if err := bgsave(ctx, e, c, o); err != nil {
+		return "", err
+	}
+	if err := checkFresh(src, since); err != nil {
+		return fallback(err)
+	}
+	return src, nil
 }
 
 // openBackupTemp creates the temp file the RDB is copied into; failing here
@@ -158,7 +239,9 @@ func openBackupTemp(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// rdbSource returns the path of the server's RDB file on this host.
+// rdbSource returns the path of the server's RDB file on this host: the
+// data dir (dataDir, else CONFIG GET dir) must be a directory this process
+// can read, and the RDB in it, when there is one, a file it can open.
 func rdbSource(ctx context.Context, c *redis.Client, dataDir string) (string, error) {
 	cfg, err := c.ConfigGet(ctx, "dbfilename").Result()
 	if err != nil {
@@ -171,10 +254,48 @@ func rdbSource(ctx context.Context, c *redis.Client, dataDir string) (string, er
 		}
 		dataDir = dir["dir"]
 	}
-	if st, err := os.Stat(dataDir); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("redis data dir %q is not readable on this host (run on the Redis host or pass --data-dir with the mounted volume; streaming the RDB over the network is not supported): %v", dataDir, err)
+	path := filepath.Join(dataDir, cfg["dbfilename"])
+	if err := readableRDB(dataDir, path); err != nil {
+		return "", fmt.Errorf("redis data dir %q is not readable on this host (run on the Redis host as a user who can read it, pass --data-dir with the mounted volume, or take the RDB over the connection with --source network): %w", dataDir, err)
 	}
-	return filepath.Join(dataDir, cfg["dbfilename"]), nil
+	return path, nil
+}
+
+// readableRDB checks that dir is a directory this process can list and that
+// rdb, unless it does not exist yet, opens for reading.
+func readableRDB(dir, rdb string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if _, err := d.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	f, err := os.Open(rdb)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // the BGSAVE writes it
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// checkFresh fails unless rdb was written at or after since (by the save
+// just made): a directory that is not the server's (the same path on another
+// host, another server's data) holds no such file.
+func checkFresh(rdb string, since time.Time) error {
+	st, err := os.Stat(rdb)
+	if err != nil {
+		return fmt.Errorf("the BGSAVE just made wrote no %s on this host (is the data dir this server's?): %w", rdb, err)
+	}
+	// One second of slack for file systems that keep whole seconds.
+	if st.ModTime().Before(since.Add(-time.Second)) {
+		return fmt.Errorf("%s was not written by the BGSAVE just made (modified %s, BGSAVE at %s): the data dir on this host is not this server's",
+			rdb, st.ModTime().UTC().Format(time.RFC3339), since.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // bgsave starts a BGSAVE and waits until a save started after the call has
@@ -245,10 +366,22 @@ func copyAndHash(src string, dst *os.File, m *manifest, p *progress) error {
 	if st, err := in.Stat(); err == nil {
 		p.setTotal(st.Size())
 	}
+	return writeHashed(dst, m, p, func(w io.Writer) (int64, error) {
+		n, err := io.Copy(w, in)
+		if err != nil {
+			return n, fmt.Errorf("copy RDB to %s: %w", dst.Name(), err)
+		}
+		return n, nil
+	})
+}
+
+// writeHashed writes what fill writes into dst while hashing it and showing
+// progress, fsyncs dst, and fills size and checksums.
+func writeHashed(dst *os.File, m *manifest, p *progress, fill func(io.Writer) (int64, error)) error {
 	h5, h256 := md5.New(), sha256.New()
-	n, err := io.Copy(io.MultiWriter(dst, h5, h256, p), in)
+	n, err := fill(io.MultiWriter(dst, h5, h256, p))
 	if err != nil {
-		return fmt.Errorf("copy RDB to %s: %w", dst.Name(), err)
+		return err
 	}
 	p.finish(n)
 	if err := dst.Sync(); err != nil {

@@ -89,7 +89,7 @@ func init() {
 		"slowlog":  {"show the slow log", runSlowlog},
 		"stats":    {"command statistics, most used first", runStats},
 		"analyze":  {"keys and memory by type, largest keys, TTLs, Celery queues (SCAN, never KEYS)", runAnalyze},
-		"backup":   {"BGSAVE, copy and verify the RDB, write checksums and a manifest, apply retention", runBackup},
+		"backup":   {"a fresh RDB from the data dir or over the connection, verified, with checksums and a manifest; retention", runBackup},
 		"list":     {"list backups with time, size, keys and verification status", runList},
 		"verify":   {"re-check a backup against its manifest and the RDB format", runVerify},
 		"restore":  {"AOF-aware restore of a verified backup (two steps; see --help)", runRestore},

@@ -5,12 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/logging"
 
+	"github.com/emailclient/emailclient-infra/components/redisconf"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
 
@@ -22,7 +24,8 @@ func init() { redis.SetLogger(&logging.VoidLogger{}) }
 const testPassword = "ops-test-pw-0123456789abcdef"
 
 // startRedis starts a real redis-server with ACL users (default off, ops
-// admin, celery restricted) and AOF on, plus extra args.
+// with the declared rules of the ops user, celery restricted) and AOF on,
+// plus extra args.
 func startRedis(t *testing.T, extra ...string) *redistest.Server {
 	t.Helper()
 	return redistest.Start(t, redistest.Options{Args: redisArgs(t, extra...)})
@@ -31,7 +34,7 @@ func startRedis(t *testing.T, extra ...string) *redistest.Server {
 func redisArgs(t *testing.T, extra ...string) []string {
 	acl := redistest.WriteACLFile(t,
 		"user default off",
-		"user ops on >"+testPassword+" ~* &* +@all",
+		"user ops "+strings.Join(redisconf.ACLRules(redisconf.OpsUser), " ")+" >"+testPassword,
 		"user celery on >celery-test-pw ~* &* +@all -info -config -keys -flushall",
 	)
 	return append(append(acl, "--appendonly", "yes"), extra...)

@@ -47,8 +47,9 @@ func (s everySchedule) String() string { return "every " + s.d.String() }
 func runSchedule(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("schedule", "(--cron EXPR | --every DURATION) --dir DIR [flags]", `
 Long-running backup scheduler (the command of the scheduled-backup container).
-At each time of the schedule it runs what "backup" does (BGSAVE, copy the RDB
-from --data-dir, check it, write checksums and a manifest, apply --retention),
+At each time of the schedule it runs what "backup" does (a fresh RDB from the
+data dir or over the connection, see --source and "backup --help"; check it,
+write checksums and a manifest, apply --retention),
 re-verifies the written backup (--verify), writes the time of the last good
 backup to DIR/last-success and prints ONE line per run on stdout:
 
@@ -72,15 +73,18 @@ binary embeds the zone database). --every runs at a fixed interval instead
 	fs.StringVar(&o.cron, "cron", "", `5-field cron expression, e.g. "0 2 * * *" (daily at 02:00)`)
 	fs.DurationVar(&o.every, "every", 0, "run at this fixed interval instead of --cron (at least 1s)")
 	fs.StringVar(&o.dir, "dir", "", "backup directory (required)")
-	fs.StringVar(&o.dataDir, "data-dir", "", "Redis data directory readable on this host, may be read-only (default: CONFIG GET dir)")
+	addSourceFlags(fs, &o.backupOptions, "Redis data directory readable on this host, may be read-only (default: CONFIG GET dir)")
 	fs.DurationVar(&o.retention, "retention", 720*time.Hour, "delete backups older than this after each good backup (0 keeps all)")
-	fs.DurationVar(&o.wait, "wait", 30*time.Minute, "maximum time to wait for BGSAVE")
+	fs.DurationVar(&o.wait, "wait", 30*time.Minute, "maximum time to wait for BGSAVE (or for the server's save for SYNC)")
 	fs.BoolVar(&o.verify, "verify", true, "re-verify each written backup (checksums against the manifest, RDB format)")
 	fs.BoolVar(&o.onceAtStart, "once-at-start", false, "also run one backup immediately at start")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	c.markSet(fs)
+	if err := o.checkSource(); err != nil {
+		return err
+	}
 	sched, err := o.validate(e)
 	if err != nil {
 		fs.Usage()
@@ -90,8 +94,8 @@ binary embeds the zone database). --every runs at a fixed interval instead
 		return err // a bad --addr, --url or --password-file is a usage error; anything else is a failed run later
 	}
 	zone, _ := e.now().Zone()
-	fmt.Fprintf(e.stderr, "redis-ops schedule: %s (zone %s), dir %s, retention %v, verify %v; first run at %s\n",
-		sched, zone, o.dir, o.retention, o.verify, sched.next(e.now()).Format(time.RFC3339))
+	fmt.Fprintf(e.stderr, "redis-ops schedule: %s (zone %s), dir %s, source %s, retention %v, verify %v; first run at %s\n",
+		sched, zone, o.dir, o.source, o.retention, o.verify, sched.next(e.now()).Format(time.RFC3339))
 	if o.onceAtStart {
 		scheduledRun(ctx, e, c, o)
 	}

@@ -305,9 +305,14 @@ func fillBytes(b testing.TB, c *redis.Client, mb int) int {
 }
 
 // BenchmarkOpsBackup fills a redis-server running the declared dev config (maxmemory lifted so the
-// data fits) with BENCH_BACKUP_MB (default 1024) MiB and compares `redis-ops backup` (BGSAVE, copy,
-// RDB checks, MD5 + SHA256, manifest) with `redis-cli --rdb FILE` followed by `sha256sum FILE`, by
-// wall time, BENCH_REPS (default 3) repetitions alternating.
+// data fits) with BENCH_BACKUP_MB (default 1024) MiB and compares both sources of `redis-ops backup`
+// (--source datadir: BGSAVE, copy from the data dir; --source network: SYNC over the connection, as
+// redis-cli --rdb; both with RDB checks, MD5 + SHA256, manifest) with `redis-cli --rdb FILE` followed by
+// `sha256sum FILE`, by wall time and peak RSS, BENCH_REPS (default 3) repetitions in rotating order.
+// The server's repl-diskless-sync-delay (Redis default 5 s, not set by our config) delays every
+// transfer over the connection, so the network variants are measured twice: as declared, and with
+// the delay set to 0 (CONFIG SET before each run of such a variant, back to 5 s before the others),
+// each against redis-cli --rdb under the same delay.
 func BenchmarkOpsBackup(b *testing.B) {
 	requireTime(b)
 	reps := Reps(b, 3)
@@ -315,19 +320,27 @@ func BenchmarkOpsBackup(b *testing.B) {
 	opsBin := buildOps(b)
 	br := realredis.Start(b, "dev", realredis.Options{Args: []string{"--maxmemory", strconv.Itoa(2*mb+256) + "mb"}})
 	ops := br.Client(b, redisconf.OpsUser)
+	ctx := context.Background()
+	declaredDelay, err := ops.ConfigGet(ctx, "repl-diskless-sync-delay").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	diskless, _ := ops.ConfigGet(ctx, "repl-diskless-sync").Result()
 	start := time.Now()
 	keys := fillBytes(b, ops, mb)
 	waitPersistenceIdle(b, ops)
 	Annotate(b, sectionBackup, "%d MiB in %d incompressible 64 KiB strings, loaded in %s; server: the declared dev redis.conf and ACL file with --maxmemory %dmb appended "+
-		"(the dev default, 512mb, cannot hold the dataset).", mb, keys, time.Since(start).Round(time.Second), 2*mb+256)
+		"(the dev default, 512mb, cannot hold the dataset); repl-diskless-sync %s, repl-diskless-sync-delay %s s as declared (Redis defaults).",
+		mb, keys, time.Since(start).Round(time.Second), 2*mb+256, diskless["repl-diskless-sync"], declaredDelay["repl-diskless-sync-delay"])
 
 	outDir := b.TempDir()
 	opsEnv := []string{"REDIS_ADDR=" + br.Addr(), "REDIS_USERNAME=" + redisconf.OpsUser, "REDIS_PASSWORD=" + br.Ops}
 	type variant struct {
-		name     string
-		baseline bool
-		run      func() time.Duration
-		wall     []float64
+		name, metric string
+		baseline     bool
+		delay        string // repl-diskless-sync-delay during the run
+		run          func() measured
+		wall, rss    []float64
 	}
 	clean := func() {
 		entries, _ := os.ReadDir(outDir)
@@ -335,21 +348,31 @@ func BenchmarkOpsBackup(b *testing.B) {
 			os.RemoveAll(filepath.Join(outDir, e.Name()))
 		}
 	}
-	vs := []*variant{
-		{name: "redis-ops backup", run: func() time.Duration {
-			m := run(b, opsEnv, opsBin, "backup", "--dir", outDir, "--retention", "0")
-			if !strings.Contains(m.stdout, fmt.Sprintf("keys=%d", keys)) {
-				b.Fatalf("redis-ops backup: %s", m.stdout)
+	opsBackup := func(source string) func() measured {
+		return func() measured {
+			m := run(b, opsEnv, opsBin, "backup", "--dir", outDir, "--retention", "0", "--source", source)
+			if !strings.Contains(m.stdout, fmt.Sprintf("keys=%d", keys)) || !strings.Contains(m.stdout, "source="+source) {
+				b.Fatalf("redis-ops backup --source %s: %s", source, m.stdout)
 			}
-			return m.wall
-		}},
-		{name: "redis-cli --rdb + sha256sum", baseline: true, run: func() time.Duration {
-			file := filepath.Join(outDir, "dump.rdb")
-			m1 := run(b, []string{"REDISCLI_AUTH=" + br.Ops}, "redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(br.Port()),
-				"--user", redisconf.OpsUser, "--no-auth-warning", "--rdb", file)
-			m2 := run(b, nil, "sha256sum", file)
-			return m1.wall + m2.wall
-		}},
+			return m
+		}
+	}
+	cliRDB := func() measured {
+		file := filepath.Join(outDir, "dump.rdb")
+		m1 := run(b, []string{"REDISCLI_AUTH=" + br.Ops}, "redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(br.Port()),
+			"--user", redisconf.OpsUser, "--no-auth-warning", "--rdb", file)
+		m2 := run(b, nil, "sha256sum", file)
+		return measured{wall: m1.wall + m2.wall, rssMiB: max(m1.rssMiB, m2.rssMiB)}
+	}
+	declared := fmt.Sprintf("wall time, %d MiB dataset", mb)
+	noDelay := fmt.Sprintf("wall time, %d MiB dataset, repl-diskless-sync-delay 0", mb)
+	d := declaredDelay["repl-diskless-sync-delay"]
+	vs := []*variant{
+		{name: "redis-ops backup --source datadir", metric: declared, delay: d, run: opsBackup("datadir")},
+		{name: "redis-ops backup --source network", metric: declared, delay: d, run: opsBackup("network")},
+		{name: "redis-cli --rdb + sha256sum", metric: declared, baseline: true, delay: d, run: cliRDB},
+		{name: "redis-ops backup --source network", metric: noDelay, delay: "0", run: opsBackup("network")},
+		{name: "redis-cli --rdb + sha256sum", metric: noDelay, baseline: true, delay: "0", run: cliRDB},
 	}
 	var sizes []string
 	for i := 0; i < b.N; i++ {
@@ -358,22 +381,40 @@ func BenchmarkOpsBackup(b *testing.B) {
 				v := vs[(k+rep)%len(vs)]
 				clean()
 				waitPersistenceIdle(b, ops)
-				v.wall = append(v.wall, v.run().Seconds())
-				if rep == 0 {
+				if err := ops.ConfigSet(ctx, "repl-diskless-sync-delay", v.delay).Err(); err != nil {
+					b.Fatal(err)
+				}
+				m := v.run()
+				v.wall, v.rss = append(v.wall, m.wall.Seconds()), append(v.rss, m.rssMiB)
+				if rep == 0 && v.metric == declared {
 					sizes = append(sizes, v.name+": "+dirSize(outDir))
 				}
 			}
 		}
 	}
 	clean()
-	b.ReportMetric(0, "ns/op")
-	for _, v := range vs {
-		Record(b, Series{Section: sectionBackup, Metric: fmt.Sprintf("wall time, %d MiB dataset", mb), Variant: v.name, Unit: "s",
-			Better: "lower", Baseline: v.baseline, Values: v.wall})
+	if err := ops.ConfigSet(ctx, "repl-diskless-sync-delay", d).Err(); err != nil {
+		b.Fatal(err)
 	}
-	Annotate(b, sectionBackup, "%d repetitions alternating; output files deleted between runs. Files written: %s. redis-ops backup also verifies the copy "+
-		"(magic, EOF marker, CRC64, redis-check-rdb) and writes MD5 + SHA256 and a manifest; redis-cli --rdb has the server stream a fresh RDB over the connection, after the server's repl-diskless-sync-delay (Redis default 5 s, not changed by our config) - part of what a user of redis-cli --rdb waits for.",
-		reps, strings.Join(sizes, "; "))
+	b.ReportMetric(0, "ns/op")
+	for _, metric := range []string{declared, noDelay} {
+		for _, v := range vs {
+			if v.metric == metric {
+				Record(b, Series{Section: sectionBackup, Metric: metric, Variant: v.name, Unit: "s",
+					Better: "lower", Baseline: v.baseline, Values: v.wall})
+			}
+		}
+	}
+	for _, v := range vs[:3] {
+		Record(b, Series{Section: sectionBackup, Metric: fmt.Sprintf("peak RSS, %d MiB dataset", mb), Variant: v.name, Unit: "MiB",
+			Better: "lower", Baseline: v.baseline, Values: v.rss})
+	}
+	Annotate(b, sectionBackup, "%d repetitions, rotating order over the %d variants; output files deleted between runs. Files written: %s. "+
+		"redis-ops backup also verifies the file (magic, EOF marker, CRC64, redis-check-rdb) and writes MD5 + SHA256 and a manifest. "+
+		"--source datadir: BGSAVE, then a copy from the data dir; --source network and redis-cli --rdb: REPLCONF + SYNC, the server forks a save for the connection and streams it "+
+		"after repl-diskless-sync-delay (both wait for it; the rows with delay 0 show the transfer alone). "+
+		"redis-cli + sha256sum: the sum of both wall times, the larger of both peak RSS (GNU time).",
+		reps, len(vs), strings.Join(sizes, "; "))
 }
 
 func dirSize(dir string) string {
