@@ -62,6 +62,10 @@ type RedisBrokerArgs struct {
 	// Protect marks the data volumes protected (pulumi.Protect): destroy, and any change that would
 	// replace them, stop with an error. Defaults to false.
 	Protect bool
+	// Primary is, in sentinel mode, the alias of the data node the Sentinels name as the primary now
+	// (see stacks.LivePrimary); empty means the initial primary, redis-0. The data nodes are replaced
+	// one at a time, the replicas first and this node last.
+	Primary string
 }
 
 // RedisBroker is a Redis 7 server deployed as a Celery broker and result backend.
@@ -212,7 +216,7 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 			resourceNames: dataNodeResources(name, ""), former: dataNodeResources(name, "-0"),
 			container: c.Name, alias: RedisAlias, volume: c.Volume, hostPath: c.DataHostPath,
 			command: []string{redisconf.ConfigFile}, uploads: uploads, ports: ports(args.Config.Port, c),
-			stopGrace: c.StopGrace(args.Config),
+			stopGrace: c.StopGrace(args.Config), ops: true,
 		})
 		if err != nil {
 			return err
@@ -253,8 +257,10 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 	}
 	primary := NodeAlias(0)
 	dataSfx, sentinelSfx := nodeSuffixes(t)
-	for i := 0; i <= t.Replicas; i++ {
-		n := redisconf.Node{Announce: NodeAlias(i), MinReplicasToWrite: t.MinReplicasToWrite, MinReplicasMaxLag: t.MinReplicasMaxLag}
+	containers := make([]pulumi.Resource, t.Replicas+1)
+	var previous []pulumi.Resource // the node replaced before this one
+	for _, i := range replacementOrder(t, args.Primary) {
+		n := redisconf.Node{Announce: NodeAlias(i), MinReplicasToWrite: t.MinReplicasToWrite, MinReplicasMaxLag: t.MinReplicasMaxLag, Replicas: t.Replicas}
 		if i > 0 {
 			n.ReplicaOf = primary
 		}
@@ -278,7 +284,10 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		container, err := env.node(ctx, node{
 			resourceNames: dataNodeResources(name, suffix), former: former,
 			container: c.Name + suffix, alias: NodeAlias(i), volume: dataVolumeName(c.Volume, suffix, i), hostPath: hostPath,
-			command: []string{redisconf.ConfigFile}, uploads: uploads, stopGrace: c.StopGrace(args.Config),
+			// "node": the entrypoint runs it from a copy in /data that keeps the role the Sentinels gave it.
+			command: []string{"node", redisconf.ConfigFile}, uploads: uploads, stopGrace: c.StopGrace(args.Config),
+			// One at a time: a change never takes two data nodes down together.
+			dependsOn: previous, ops: i == 0,
 		})
 		if err != nil {
 			return err
@@ -286,8 +295,9 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		if i == 0 {
 			b.Container, b.ContainerName = container, container.Name
 		}
-		b.Containers = append(b.Containers, container)
+		containers[i], previous = container, []pulumi.Resource{container}
 	}
+	b.Containers = containers
 	// The Sentinels depend on the data nodes only: they turn healthy together (quorum), so Pulumi must
 	// create them in parallel, not one after another.
 	dataNodes := append([]pulumi.Resource(nil), b.Containers...)
@@ -320,6 +330,34 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 	b.ResultBackendURL = b.BrokerURL
 	b.SentinelPassword = sentinelPw
 	return nil
+}
+
+// replacementOrder is the order in which the data nodes are declared, each depending on the one
+// before: the replicas by index, then the current primary (an alias; empty or unknown: redis-0).
+func replacementOrder(t Topology, primary string) []int {
+	last := 0
+	for i := 0; i <= t.Replicas; i++ {
+		if NodeAlias(i) == primary {
+			last = i
+		}
+	}
+	var order []int
+	for i := 0; i <= t.Replicas; i++ {
+		if i != last {
+			order = append(order, i)
+		}
+	}
+	return append(order, last)
+}
+
+// SentinelContainerNames are the Docker names of the Sentinels of a sentinel topology.
+func SentinelContainerNames(c RedisContainer, t Topology) []string {
+	_, sfx := nodeSuffixes(t)
+	names := make([]string, len(sfx))
+	for j, s := range sfx {
+		names[j] = c.Name + s
+	}
+	return names
 }
 
 // NodeAlias is the network alias of data node i of a sentinel topology (redis-0 is the initial primary).
@@ -385,7 +423,8 @@ type node struct {
 	uploads          docker.ContainerUploadArrayOutput
 	ports            docker.ContainerPortArray
 	dependsOn        []pulumi.Resource
-	stopGrace        int // seconds from SIGTERM to SIGKILL
+	stopGrace        int  // seconds from SIGTERM to SIGKILL
+	ops              bool // the data node the operations containers use (node 0)
 }
 
 // node declares one hardened Redis container with its runtime volume (the uploads) and its data
@@ -397,7 +436,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	first := e.ops == nil // the first data node is the one operations containers use
+	first := n.ops
 	if first {
 		e.ops = &OpsAccess{Addr: fmt.Sprintf("%s:%d", n.alias, e.args.Config.Port), DataHostPath: n.hostPath, RunVolume: run.Name,
 			DataVolume: pulumi.String("").ToStringOutput()}

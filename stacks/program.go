@@ -62,6 +62,10 @@ func Program(ctx *pulumi.Context) error {
 	return nil
 }
 
+// PrimaryOf finds the current primary of a deployed Sentinel topology: LivePrimary. Tests of the
+// declared resources replace it, since a program run with mocks must not reach a Docker engine.
+var PrimaryOf = LivePrimary
+
 // Deploy loads and validates the stack's settings (before any resource is registered), then builds
 // the RedisBroker and, unless disabled, the email-service.
 func Deploy(ctx *pulumi.Context) (*Deployment, error) {
@@ -73,6 +77,13 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
+	primary := ""
+	if s.Topology.Sentinel() {
+		var err error
+		if primary, err = PrimaryOf(s.DockerHost, s.Container, s.Topology); err != nil {
+			_ = ctx.Log.Warn(fmt.Sprintf("%v; the data nodes are replaced in the initial order (%s last)", err, components.NodeAlias(0)), nil)
+		}
+	}
 	broker, err := components.NewRedisBroker(ctx, "broker", &components.RedisBrokerArgs{
 		Config:         s.Redis,
 		Container:      s.Container,
@@ -83,6 +94,7 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 		Topology:       s.Topology,
 		Rotation:       s.PasswordRotation,
 		Protect:        s.Protect,
+		Primary:        primary,
 	})
 	if err != nil {
 		return nil, err

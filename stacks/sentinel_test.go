@@ -32,7 +32,7 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-redis-%d", i))
 		assert.Equal(t, fmt.Sprintf("emailclient-prod-redis-%d", i), c["name"].StringValue())
 		assert.Equal(t, []string{components.NodeAlias(i)}, strs(c["networksAdvanced"].ArrayValue()[0].ObjectValue()["aliases"]))
-		assert.Equal(t, []string{redisconf.ConfigFile}, strs(c["command"]))
+		assert.Equal(t, []string{"node", redisconf.ConfigFile}, strs(c["command"]), "run from a copy that keeps the learned role")
 		assert.Equal(t, fmt.Sprintf("/srv/emailclient/redis/%d", i), c["volumes"].ArrayValue()[0].ObjectValue()["hostPath"].StringValue(), "each node its own data")
 		assert.True(t, c["readOnly"].BoolValue())
 		assert.Equal(t, float64(2048), c["memory"].NumberValue())
@@ -54,6 +54,11 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 			assert.Contains(t, conf, "\nreplicaof redis-0 6379\n")
 		}
 	}
+	// One data node at a time, the replicas first, the primary (redis-0 before any failover) last.
+	assert.NotContains(t, resOf(t, r, "broker-redis-1").DependsOn, "broker-redis-0")
+	assert.NotContains(t, resOf(t, r, "broker-redis-1").DependsOn, "broker-redis-2")
+	assert.Contains(t, resOf(t, r, "broker-redis-2").DependsOn, "broker-redis-1")
+	assert.Contains(t, resOf(t, r, "broker-redis-0").DependsOn, "broker-redis-2")
 	for j := 1; j <= 3; j++ {
 		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-sentinel-%d", j))
 		assert.Equal(t, []string{"sentinel"}, strs(c["command"]))

@@ -34,6 +34,10 @@ type Node struct {
 	MinReplicasToWrite int
 	// MinReplicasMaxLag is the lag bound in seconds.
 	MinReplicasMaxLag int
+	// Replicas is the number of replicas of the topology: a primary starts the (diskless) full sync as
+	// soon as that many wait for it, instead of after repl-diskless-sync-delay (5 s); after a primary
+	// restart its replicas must resync before min-replicas-to-write lets writes in again.
+	Replicas int
 }
 
 // NodeDirectives are the directives of a data node: the standalone configuration plus replication.
@@ -47,6 +51,7 @@ func (c Config) NodeDirectives(n Node) []Directive {
 		d("replica-read-only", "yes"),
 		d("replica-serve-stale-data", "yes"),
 		d("repl-diskless-sync", "yes"),
+		d("repl-diskless-sync-max-replicas", strconv.Itoa(n.Replicas)),
 		d("min-replicas-to-write", strconv.Itoa(n.MinReplicasToWrite)),
 		d("min-replicas-max-lag", strconv.Itoa(n.MinReplicasMaxLag)),
 	)

@@ -78,6 +78,11 @@ func MockImageID(resourceName string) string { return "sha256:mock-" + resourceN
 
 // Run evaluates the program for a stack under mocks and returns what it declared. The program's
 // error (e.g. a validation error) is returned as is.
+func init() {
+	// A program run with mocks reaches no Docker engine: nothing is deployed, so no live primary.
+	stacks.PrimaryOf = func(string, components.RedisContainer, components.Topology) (string, error) { return "", nil }
+}
+
 func Run(stack string, opts Options) (*Result, error) {
 	root, err := stacks.FindRoot()
 	if err != nil {

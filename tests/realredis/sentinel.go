@@ -56,6 +56,22 @@ func (p *Process) Log() string { b, _ := os.ReadFile(p.logPath); return string(b
 // Kill9 kills the process and waits for it.
 func (p *Process) Kill9() { p.Signal(syscall.SIGKILL, 0) }
 
+// Restart stops the process as Docker stops a container (SIGTERM, then SIGKILL after grace) and
+// starts it again with the same command, as a replaced container starts.
+func (p *Process) Restart(t testing.TB, grace time.Duration) {
+	t.Helper()
+	p.Signal(syscall.SIGTERM, grace)
+	must(t, p.start())
+}
+
+// Upload rewrites one of the process's uploaded files (a base name in RunDir), as a deployment that
+// changed it does.
+func (p *Process) Upload(t testing.TB, name string, edit func(string) string) {
+	t.Helper()
+	path := filepath.Join(p.RunDir, name)
+	must(t, os.WriteFile(path, []byte(edit(readFile(t, path))), 0o444))
+}
+
 func (p *Process) start() error {
 	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -121,7 +137,11 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 			top.Sentinels = append(top.Sentinels, p)
 			top.Sentinel = readFile(t, filepath.Join(p.RunDir, "sentinel.password"))
 		} else {
-			p.Port, p.args = 6379, []string{filepath.Join(p.RunDir, "redis.conf")}
+			// The declared command, with the container's run directory moved.
+			for _, a := range res.Inputs["command"].ArrayValue() {
+				p.args = append(p.args, strings.Replace(a.StringValue(), redisconf.RunDir+"/", p.RunDir+"/", 1))
+			}
+			p.Port = 6379
 			top.Nodes = append(top.Nodes, p)
 			top.Ops = readFile(t, filepath.Join(p.RunDir, "ops.password"))
 		}
