@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
@@ -627,13 +628,23 @@ func healthcheckArgs(tests []string, h Healthcheck) *docker.ContainerHealthcheck
 	}
 	return &docker.ContainerHealthcheckArgs{
 		Tests:       pulumi.ToStringArray(tests),
-		Interval:    pulumi.String(h.Interval),
-		Timeout:     pulumi.String(h.Timeout),
+		Interval:    pulumi.String(canonicalDuration(h.Interval)),
+		Timeout:     pulumi.String(canonicalDuration(h.Timeout)),
 		Retries:     pulumi.Int(h.Retries),
-		StartPeriod: pulumi.String(h.StartPeriod),
+		StartPeriod: pulumi.String(canonicalDuration(h.StartPeriod)),
 		// Declared only when set: Docker before 25 drops it (see Healthcheck.StartInterval).
-		StartInterval: optionalString(h.StartInterval),
+		StartInterval: optionalString(canonicalDuration(h.StartInterval)),
 	}
+}
+
+// canonicalDuration is a validated Go duration as the provider reads it back from Docker ("60s" and
+// "1m" as "1m0s"), so a second preview shows no change; "" stays "".
+func canonicalDuration(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	return d.String()
 }
 
 func logOpts(l LogRotation) pulumi.StringMap {

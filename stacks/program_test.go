@@ -294,7 +294,7 @@ func TestEmailServiceIsWaitedOnByItsHeartbeatProbe(t *testing.T) {
 	c := get(t, run(t, "dev", declared.Options{}), declared.ContainerType, "email-service-container")
 	assert.Equal(t, map[string]any{
 		"tests":    []any{"CMD", components.WorkerAliveCommand},
-		"interval": "5s", "timeout": "3s", "retries": 3.0, "startPeriod": "60s",
+		"interval": "5s", "timeout": "3s", "retries": 3.0, "startPeriod": "1m0s", // as the provider reads 60s back
 	}, c["healthcheck"].Mappable())
 	assert.True(t, c["wait"].BoolValue(), "pulumi up waits until the worker takes tasks from Redis")
 	assert.Equal(t, 180.0, c["waitTimeout"].NumberValue())
