@@ -102,3 +102,34 @@ func TestStandaloneHasNoSentinelSettings(t *testing.T) {
 	_, ok := env["CELERY_SENTINEL_MASTER_NAME"]
 	assert.False(t, ok)
 }
+
+// TestSentinelRotationKeepsThePreviousInternalPasswords: after a rotation the data nodes accept the
+// replica and sentinel users' passwords of this rotation and the one before, and replicas authenticate
+// with the one before, which nodes not yet replaced also accept; the client-facing passwords do not.
+func TestSentinelRotationKeepsThePreviousInternalPasswords(t *testing.T) {
+	for _, rotation := range []string{"1", "2"} {
+		r := run(t, "prod", declared.Options{Config: map[string]string{"topology": `{"mode":"sentinel"}`, "passwordRotation": rotation}})
+		slot0, slot1 := declared.MockPassword("broker-replica-password"), declared.MockPassword("broker-replica-password-1")
+		user0, user1 := declared.MockPassword("broker-sentinel-user-password"), declared.MockPassword("broker-sentinel-user-password-1")
+		current, previous, sentinelCurrent := slot1, slot0, user1
+		if rotation == "2" {
+			current, previous, sentinelCurrent = slot0, slot1, user0
+		}
+		up := uploadsOf(t, r, "broker-redis-1")
+		acl := up[redisconf.ACLFile]
+		assert.Contains(t, acl, " #"+redisconf.PasswordHash(current)+" #"+redisconf.PasswordHash(previous)+"\n", "rotation %s: replica user accepts both", rotation)
+		assert.Contains(t, acl, " #"+redisconf.PasswordHash(user0), "rotation %s", rotation)
+		assert.Contains(t, acl, " #"+redisconf.PasswordHash(user1), "rotation %s", rotation)
+		assert.Equal(t, "masterauth \""+previous+"\"\n", up[redisconf.SecretsFile], "rotation %s: replicas use the previous password", rotation)
+		assert.Equal(t, 1, strings.Count(acl, "user celery "), "one celery line")
+		assert.Equal(t, 1, strings.Count(strings.SplitN(acl[strings.Index(acl, "user celery "):], "\n", 2)[0], "#"), "rotation %s: the celery user has one password", rotation)
+		conf := uploadsOf(t, r, "broker-sentinel-1")[redisconf.SentinelConfigFile]
+		assert.Contains(t, conf, "\nsentinel auth-pass emailclient \""+sentinelCurrent+"\"\n", "rotation %s: Sentinels (replaced after every data node) use the current one", rotation)
+	}
+	// Before the first rotation there is one of each, as before rotations had slots.
+	r := run(t, "prod", sentinelProd)
+	_, second := r.Get(declared.PasswordType, "broker-replica-password-1")
+	assert.False(t, second)
+	acl := uploadsOf(t, r, "broker-redis-1")[redisconf.ACLFile]
+	assert.Contains(t, acl, " #"+redisconf.PasswordHash(declared.MockPassword("broker-replica-password"))+"\n")
+}

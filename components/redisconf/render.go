@@ -184,20 +184,30 @@ func allow(rules, commands []string) []string {
 // in a standalone broker, both set in a sentinel topology.
 type Passwords struct {
 	Celery, Ops, Monitor, Replica, Sentinel string
+	// ReplicaPrevious and SentinelPrevious are the replica and sentinel users' passwords of the
+	// previous rotation ("" before the first): still accepted, so that nodes of both generations
+	// authenticate to each other while a rotation replaces them one at a time.
+	ReplicaPrevious, SentinelPrevious string
 }
 
 // ACLFileContent renders users.acl: the default user switched off (and without the implicit nopass,
 // so protected mode never treats the server as passwordless), and the celery, ops and monitor users
 // (and the replica and sentinel users when their passwords are set) with the SHA-256 hashes of their
-// passwords.
+// passwords (the replica and sentinel users also with their previous rotation's).
 func ACLFileContent(p Passwords) string {
-	users := [][2]string{{CeleryUser, p.Celery}, {OpsUser, p.Ops}, {MonitorUser, p.Monitor}}
+	users := [][]string{{CeleryUser, p.Celery}, {OpsUser, p.Ops}, {MonitorUser, p.Monitor}}
 	if p.Replica != "" {
-		users = append(users, [2]string{ReplicaUser, p.Replica}, [2]string{SentinelUser, p.Sentinel})
+		users = append(users, []string{ReplicaUser, p.Replica, p.ReplicaPrevious}, []string{SentinelUser, p.Sentinel, p.SentinelPrevious})
 	}
 	out := "user default off resetpass resetkeys resetchannels -@all\n"
 	for _, u := range users {
-		out += fmt.Sprintf("user %s %s #%s\n", u[0], strings.Join(ACLRules(u[0]), " "), PasswordHash(u[1]))
+		out += fmt.Sprintf("user %s %s", u[0], strings.Join(ACLRules(u[0]), " "))
+		for i, pw := range u[1:] {
+			if pw != "" && (i == 0 || pw != u[1]) {
+				out += " #" + PasswordHash(pw)
+			}
+		}
+		out += "\n"
 	}
 	return out
 }

@@ -1,10 +1,13 @@
 package dockerstack
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/tests/dockertest"
 )
 
@@ -23,6 +26,7 @@ func TestStalledWorkerIsReplacedWithoutAPerson(t *testing.T) {
 	if h := d.Health(emailCtr); h != "healthy" {
 		t.Fatalf("email-service health after apply = %q, want healthy (wait: true)", h)
 	}
+	checkWorkerHardening(t, d)
 	restarts := func() int64 { return num(get(d.Inspect(emailCtr), "RestartCount")) }
 	before := restarts()
 
@@ -47,4 +51,42 @@ func TestStalledWorkerIsReplacedWithoutAPerson(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"completed": 3`) {
 		t.Fatalf("round trip after the restart: %v: %s", err, strings.TrimSpace(out))
 	}
+}
+
+// checkWorkerHardening asserts the email-service's docker inspect: non-root, no capabilities, no
+// privilege escalation, read-only root with a small /tmp, memory without swap, an nproc cap and the
+// heartbeat probe.
+func checkWorkerHardening(t *testing.T, d *dockertest.Deployment) {
+	t.Helper()
+	insp := d.Inspect(emailCtr)
+	hc := insp["HostConfig"].(map[string]any)
+	user, _ := get(insp, "Config", "User").(string)
+	if user == "" || user == "root" || user == "0" || strings.HasPrefix(user, "0:") {
+		t.Errorf("email-service User = %q, want a non-root user (the image's)", user)
+	}
+	if hc["ReadonlyRootfs"] != true {
+		t.Errorf("ReadonlyRootfs = %v", hc["ReadonlyRootfs"])
+	}
+	if !slices.Contains(strs(hc["CapDrop"]), "ALL") || len(strs(hc["CapAdd"])) > 0 {
+		t.Errorf("CapDrop = %v CapAdd = %v, want ALL and none", hc["CapDrop"], hc["CapAdd"])
+	}
+	if !slices.Contains(strs(hc["SecurityOpt"]), "no-new-privileges:true") {
+		t.Errorf("SecurityOpt = %v", hc["SecurityOpt"])
+	}
+	if num(hc["Memory"]) != 1<<30 || num(hc["MemorySwap"]) != 1<<30 {
+		t.Errorf("Memory/MemorySwap = %v/%v, want 1 GiB without swap", hc["Memory"], hc["MemorySwap"])
+	}
+	if _, ok := hc["Tmpfs"].(map[string]any)["/tmp"]; !ok {
+		t.Errorf("Tmpfs = %v, want /tmp", hc["Tmpfs"])
+	}
+	ulimits := fmt.Sprint(hc["Ulimits"])
+	if !strings.Contains(ulimits, "nproc") {
+		t.Errorf("Ulimits = %s, want nproc", ulimits)
+	}
+	probe := strs(get(insp, "Config", "Healthcheck", "Test"))
+	if !slices.Contains(probe, components.WorkerAliveCommand) {
+		t.Errorf("Healthcheck = %v, want the heartbeat probe", probe)
+	}
+	t.Logf("FIGURE email-service docker inspect: User=%s ReadonlyRootfs=%v Tmpfs=%v CapDrop=%v SecurityOpt=%v Memory=%v MemorySwap=%v Ulimits=%s Healthcheck=%v",
+		user, hc["ReadonlyRootfs"], hc["Tmpfs"], hc["CapDrop"], hc["SecurityOpt"], hc["Memory"], hc["MemorySwap"], ulimits, probe)
 }
