@@ -538,6 +538,9 @@ func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.Str
 		Uploads: pulumi.ToSecret(n.uploads).(docker.ContainerUploadArrayOutput),
 	}, e.parent,
 		was(former),
+		// New files land in the run volume only when their node is next: a node still running reads its
+		// password files (healthcheck, ops tools) against the ACL it started with.
+		pulumi.DependsOn(n.dependsOn),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
 		pulumi.AdditionalSecretOutputs([]string{"uploads"}))
 }

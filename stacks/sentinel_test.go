@@ -59,6 +59,8 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 	assert.NotContains(t, resOf(t, r, "broker-redis-1").DependsOn, "broker-redis-2")
 	assert.Contains(t, resOf(t, r, "broker-redis-2").DependsOn, "broker-redis-1")
 	assert.Contains(t, resOf(t, r, "broker-redis-0").DependsOn, "broker-redis-2")
+	assert.Contains(t, resOf(t, r, components.FilesCarrier("broker-redis-0")).DependsOn, "broker-redis-2", "its files change when the node is next")
+	assert.Contains(t, resOf(t, r, components.FilesCarrier("broker-redis-2")).DependsOn, "broker-redis-1")
 	for j := 1; j <= 3; j++ {
 		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-sentinel-%d", j))
 		assert.Equal(t, []string{"sentinel"}, strs(c["command"]))
