@@ -63,9 +63,10 @@ type RedisBrokerArgs struct {
 	// Protect marks the data volumes protected (pulumi.Protect): destroy, and any change that would
 	// replace them, stop with an error. Defaults to false.
 	Protect bool
-	// Primary is, in sentinel mode, the alias of the data node the Sentinels name as the primary now
-	// (see stacks.LivePrimary); empty means the initial primary, redis-0. The data nodes are replaced
-	// one at a time, the replicas first and this node last.
+	// Primary is, in sentinel mode, the alias of the data node the Sentinels name as the primary of
+	// the deployed topology (see stacks.LivePrimary), or "" when nothing is deployed yet. Deployed, the
+	// data nodes are replaced one at a time, the replicas first and this node last; not deployed yet,
+	// they are created together.
 	Primary string
 }
 
@@ -289,8 +290,7 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 			container: c.Name + suffix, alias: NodeAlias(i), volume: dataVolumeName(c.Volume, suffix, i), hostPath: hostPath,
 			// "node": the entrypoint runs it from a copy in /data that keeps the role the Sentinels gave it.
 			command: []string{"node", redisconf.ConfigFile}, uploads: uploads, stopGrace: c.StopGrace(args.Config),
-			// One at a time: a change never takes two data nodes down together.
-			dependsOn: previous, ops: i == 0,
+			dependsOn: after(args.Primary, previous), ops: i == 0,
 		})
 		if err != nil {
 			return err
@@ -333,6 +333,15 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 	b.ResultBackendURL = b.BrokerURL
 	b.SentinelPassword = sentinelPw
 	return nil
+}
+
+// after is the dependency of a data node on the one replaced before it: one at a time, so a change
+// never takes two data nodes down together; none when nothing is deployed yet (primary "").
+func after(primary string, previous []pulumi.Resource) []pulumi.Resource {
+	if primary == "" {
+		return nil
+	}
+	return previous
 }
 
 // replacementOrder is the order in which the data nodes are declared, each depending on the one

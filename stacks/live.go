@@ -21,8 +21,8 @@ const livePrimaryTimeout = 10 * time.Second
 // LivePrimary asks a deployed Sentinel topology which data node is its primary now: it runs
 // `SENTINEL get-master-addr-by-name` in each Sentinel container on the Docker engine at host (the
 // stack's docker:host) until one answers with a data node's alias. The answer orders the replacement
-// of the data nodes (the primary last). It returns "" with no error when nothing is deployed yet, and
-// "" with an error saying why when it cannot tell (the caller then keeps the initial order).
+// of the data nodes (the primary last). It returns "" with no error when no Sentinel container exists
+// (nothing deployed yet), and "" with an error saying why when it cannot tell.
 func LivePrimary(host string, c components.RedisContainer, t components.Topology) (string, error) {
 	if strings.HasPrefix(host, "ssh://") {
 		return "", fmt.Errorf("docker:host %s: the program asks the Sentinels only over unix:// and tcp:// engines", host)

@@ -81,7 +81,8 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 	if s.Topology.Sentinel() {
 		var err error
 		if primary, err = PrimaryOf(s.DockerHost, s.Container, s.Topology); err != nil {
-			_ = ctx.Log.Warn(fmt.Sprintf("%v; the data nodes are replaced in the initial order (%s last)", err, components.NodeAlias(0)), nil)
+			primary = components.NodeAlias(0)
+			_ = ctx.Log.Warn(fmt.Sprintf("%v; the data nodes are replaced one at a time in the initial order (%s last)", err, primary), nil)
 		}
 	}
 	broker, err := components.NewRedisBroker(ctx, "broker", &components.RedisBrokerArgs{

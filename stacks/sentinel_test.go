@@ -54,13 +54,25 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 			assert.Contains(t, conf, "\nreplicaof redis-0 6379\n")
 		}
 	}
-	// One data node at a time, the replicas first, the primary (redis-0 before any failover) last.
+	// Not deployed yet: the data nodes are created together.
+	for i := 0; i <= 2; i++ {
+		for k := 0; k <= 2; k++ {
+			assert.NotContains(t, resOf(t, r, fmt.Sprintf("broker-redis-%d", i)).DependsOn, fmt.Sprintf("broker-redis-%d", k))
+		}
+	}
+	// Deployed (the Sentinels name redis-0): one data node at a time, the replicas first, the primary last.
+	r = run(t, "prod", declared.Options{Config: sentinelProd.Config, LivePrimary: "redis-0"})
 	assert.NotContains(t, resOf(t, r, "broker-redis-1").DependsOn, "broker-redis-0")
 	assert.NotContains(t, resOf(t, r, "broker-redis-1").DependsOn, "broker-redis-2")
 	assert.Contains(t, resOf(t, r, "broker-redis-2").DependsOn, "broker-redis-1")
 	assert.Contains(t, resOf(t, r, "broker-redis-0").DependsOn, "broker-redis-2")
 	assert.Contains(t, resOf(t, r, components.FilesCarrier("broker-redis-0")).DependsOn, "broker-redis-2", "its files change when the node is next")
 	assert.Contains(t, resOf(t, r, components.FilesCarrier("broker-redis-2")).DependsOn, "broker-redis-1")
+	// After a failover to redis-1: redis-0, redis-2, then redis-1.
+	r = run(t, "prod", declared.Options{Config: sentinelProd.Config, LivePrimary: "redis-1"})
+	assert.Contains(t, resOf(t, r, "broker-redis-2").DependsOn, "broker-redis-0")
+	assert.Contains(t, resOf(t, r, "broker-redis-1").DependsOn, "broker-redis-2")
+	assert.NotContains(t, resOf(t, r, "broker-redis-0").DependsOn, "broker-redis-1")
 	for j := 1; j <= 3; j++ {
 		c := get(t, r, declared.ContainerType, fmt.Sprintf("broker-sentinel-%d", j))
 		assert.Equal(t, []string{"sentinel"}, strs(c["command"]))

@@ -51,6 +51,9 @@ type Options struct {
 	Secrets map[string]string
 	// Program runs instead of stacks.Program (e.g. a function that awaits outputs).
 	Program pulumi.RunFunc
+	// LivePrimary is what the program finds when it asks a deployed Sentinel topology for its primary
+	// (stacks.PrimaryOf): "" (the default) for a stack not deployed yet.
+	LivePrimary string
 }
 
 // Result is what a run declared.
@@ -78,9 +81,12 @@ func MockImageID(resourceName string) string { return "sha256:mock-" + resourceN
 
 // Run evaluates the program for a stack under mocks and returns what it declared. The program's
 // error (e.g. a validation error) is returned as is.
+// livePrimary is Options.LivePrimary of the current Run (tests do not run in parallel).
+var livePrimary string
+
 func init() {
-	// A program run with mocks reaches no Docker engine: nothing is deployed, so no live primary.
-	stacks.PrimaryOf = func(string, components.RedisContainer, components.Topology) (string, error) { return "", nil }
+	// A program run with mocks reaches no Docker engine: it finds what Options.LivePrimary says.
+	stacks.PrimaryOf = func(string, components.RedisContainer, components.Topology) (string, error) { return livePrimary, nil }
 }
 
 func Run(stack string, opts Options) (*Result, error) {
@@ -100,6 +106,7 @@ func Run(stack string, opts Options) (*Result, error) {
 		cfg[fullKey(k)] = v
 		secretKeys = append(secretKeys, fullKey(k))
 	}
+	livePrimary = opts.LivePrimary
 	program := opts.Program
 	if program == nil {
 		program = stacks.Program
