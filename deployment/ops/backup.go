@@ -30,6 +30,7 @@ type manifest struct {
 	Size         int64            `json:"size"`
 	Keys         int64            `json:"keys"`
 	Keyspace     map[string]int64 `json:"keyspace"`
+	Expires      int64            `json:"expires"` // keys with a TTL (INFO keyspace expires=); 0 in older manifests
 	MD5          string           `json:"md5"`
 	SHA256       string           `json:"sha256"`
 	RedisVersion string           `json:"redis_version"`
@@ -166,7 +167,7 @@ func backup(ctx context.Context, e *env, c *redis.Client, o backupOptions) (stri
 	if err != nil {
 		return "", manifest{}, err
 	}
-	m := manifest{CreatedAt: e.now().UTC(), Keys: inf.totalKeys(), Keyspace: inf.keyspace(),
+	m := manifest{CreatedAt: e.now().UTC(), Keys: inf.totalKeys(), Keyspace: inf.keyspace(), Expires: inf.totalExpires(),
 		RedisVersion: inf["redis_version"], SourceAddr: c.Options().Addr, Source: sourceDatadir}
 	if src != "" {
 		err = copyAndHash(src, tmp, &m, newProgress(o.progress, e.stderr, "copying bytes", 0))

@@ -123,13 +123,10 @@ func TestCorruptBackupsFailVerifyAndRestore(t *testing.T) {
 			if r := cli(t, addr, nil, "verify", bad); r.code != ExitVerify || !strings.HasPrefix(r.stdout, "FAILED") {
 				t.Errorf("verify: %v", r)
 			}
-			dataDir := t.TempDir()
-			r := cli(t, "127.0.0.1:1", nil, "restore", "--data-dir", dataDir, "--server-stopped", bad)
+			// Refused before the engine is contacted (it would exit 11: there is none at that address).
+			r := cli(t, "127.0.0.1:1", nil, "restore", "--redis-container", "redis", "--docker-host", "unix:///nonexistent/docker.sock", bad)
 			if r.code != ExitVerify || !strings.Contains(r.stderr, "refusing to restore") {
 				t.Errorf("restore: %v", r)
-			}
-			if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
-				t.Errorf("restore touched the data dir: %v", entries)
 			}
 			if r := cli(t, addr, nil, "list", "--dir", filepath.Dir(bad)); r.code != ExitVerify || !strings.Contains(r.stdout, "FAILED") {
 				t.Errorf("list: %v", r)

@@ -27,12 +27,16 @@ const (
 	ExitEvictions   = 7  // evicted_keys > 0
 	ExitLoading     = 8  // Redis is still loading its data
 	ExitVerify      = 9  // a backup failed verification
-	ExitTopology    = 10 // a replica lost its primary, or the Sentinels know no primary or have no quorum
+	ExitTopology    = 10 // a replica lost its primary, or the Sentinels know no primary or have no quorum; restore: a Sentinel topology
+	ExitEngine      = 11 // restore: no Docker engine reachable
+	ExitNotFound    = 12 // restore: a container it needs does not exist on the engine
+	ExitKeyCount    = 13 // restore: the restored key count differs from the backup's manifest
 )
 
 const exitCodeHelp = `Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable, 4 auth failure or missing
 permission, 5 persistence failing, 6 memory over threshold, 7 evictions seen,
-8 loading, 9 backup verification failed.`
+8 loading, 9 backup verification failed, 10 topology (restore: Sentinel),
+11 no Docker engine, 12 container not found, 13 restored key count differs.`
 
 // codedError carries an exit code with an error.
 type codedError struct {
@@ -73,6 +77,9 @@ type env struct {
 	// isTerminal reports whether w is an interactive terminal.
 	isTerminal func(w io.Writer) bool
 	now        func() time.Time
+	// docker connects to the Docker engine at host ("" = DOCKER_HOST, else the default socket);
+	// nil means the Docker client library (dialDocker). Tests put a fake engine here.
+	docker func(ctx context.Context, host string) (engine, error)
 }
 
 type command struct {
@@ -92,7 +99,7 @@ func init() {
 		"backup":   {"a fresh RDB from the data dir or over the connection, verified, with checksums and a manifest; retention", runBackup},
 		"list":     {"list backups with time, size, keys and verification status", runList},
 		"verify":   {"re-check a backup against its manifest and the RDB format", runVerify},
-		"restore":  {"AOF-aware restore of a verified backup (two steps; see --help)", runRestore},
+		"restore":  {"restore a verified backup into a deployed broker in one command (Docker engine; see --help)", runRestore},
 		"schedule": {"long-running backup scheduler (cron or --every), one log line per run", runSchedule},
 		"metrics":  {"serve Prometheus metrics on /metrics (and /healthz)", runMetrics},
 		"healthz":  {"exit 0 when an HTTP URL (the metrics /healthz) answers 200", runHealthz},

@@ -186,25 +186,49 @@ type stackOutputs struct {
 	RedisHost        string          `json:"redisHost"`
 	RedisPort        json.RawMessage `json:"redisPort"`
 	OpsPassword      string          `json:"opsPassword"`
+	// RedisContainer, EmailServiceContainer (absent when the email-service is disabled) and
+	// SentinelMasterName (present only in the Sentinel topology) are what restore acts on.
+	RedisContainer        string `json:"redisContainer"`
+	EmailServiceContainer string `json:"emailServiceContainer"`
+	SentinelMasterName    string `json:"sentinelMasterName"`
+}
+
+// pulumiCLI runs "pulumi ARGS --stack STACK" and returns its stdout; an error names the command by
+// what ("stack output") and quotes the CLI's stderr.
+func pulumiCLI(ctx context.Context, stack, what string, args ...string) ([]byte, error) {
+	bin, err := exec.LookPath("pulumi")
+	if err != nil {
+		return nil, fmt.Errorf("--stack %s needs the pulumi CLI, which is not on PATH (install it, or pass the flags that replace --stack): %w", stack, err)
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, "--stack", stack)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("pulumi %s --stack %s: %w: %s", what, stack, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// readStackOutputs runs "pulumi stack output --json --show-secrets --stack NAME".
+func readStackOutputs(ctx context.Context, stack string) (stackOutputs, error) {
+	var so stackOutputs
+	out, err := pulumiCLI(ctx, stack, "stack output", "stack", "output", "--json", "--show-secrets")
+	if err != nil {
+		return so, err
+	}
+	if err := json.Unmarshal(out, &so); err != nil {
+		return so, fmt.Errorf("parse outputs of stack %s: %w", stack, err)
+	}
+	return so, nil
 }
 
 // stackOptions runs the pulumi CLI for the stack's outputs. An explicit
 // --addr, --user or password source overrides the stack's values.
 func (c *connFlags) stackOptions(ctx context.Context, password string) (*redis.Options, error) {
-	bin, err := exec.LookPath("pulumi")
+	so, err := readStackOutputs(ctx, c.stack)
 	if err != nil {
-		return nil, fmt.Errorf("--stack %s needs the pulumi CLI, which is not on PATH (install it or use --addr/--url): %w", c.stack, err)
-	}
-	cmd := exec.CommandContext(ctx, bin, "stack", "output", "--json", "--show-secrets", "--stack", c.stack)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("pulumi stack output --stack %s: %w: %s", c.stack, err, strings.TrimSpace(stderr.String()))
-	}
-	var so stackOutputs
-	if err := json.Unmarshal(out, &so); err != nil {
-		return nil, fmt.Errorf("parse outputs of stack %s: %w", c.stack, err)
+		return nil, err
 	}
 	port := strings.Trim(string(so.RedisPort), `"`)
 	if so.RedisHost == "" || port == "" {

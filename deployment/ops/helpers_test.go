@@ -64,6 +64,13 @@ func cli(t *testing.T, addr string, vars map[string]string, args ...string) resu
 
 func cliCtx(ctx context.Context, t *testing.T, addr string, vars map[string]string, terminal bool, args ...string) result {
 	t.Helper()
+	return cliWith(ctx, t, addr, vars, func(e *env) { e.isTerminal = func(io.Writer) bool { return terminal } }, args...)
+}
+
+// cliWith is cliCtx with the environment changed by mod before the run (a fake Docker engine, a
+// clock).
+func cliWith(ctx context.Context, t *testing.T, addr string, vars map[string]string, mod func(*env), args ...string) result {
+	t.Helper()
 	envVars := map[string]string{"REDIS_ADDR": addr, "REDIS_PASSWORD": testPassword}
 	for k, v := range vars {
 		envVars[k] = v
@@ -72,9 +79,10 @@ func cliCtx(ctx context.Context, t *testing.T, addr string, vars map[string]stri
 	e := &env{
 		stdout: &out, stderr: &errb,
 		getenv:     func(k string) string { return envVars[k] },
-		isTerminal: func(io.Writer) bool { return terminal },
+		isTerminal: func(io.Writer) bool { return false },
 		now:        time.Now,
 	}
+	mod(e)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	code := e.run(ctx, args)

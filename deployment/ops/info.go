@@ -50,7 +50,10 @@ func (i info) float(key string) float64 {
 }
 
 // keyspace returns the number of keys per database ("db0" -> keys).
-func (i info) keyspace() map[string]int64 {
+func (i info) keyspace() map[string]int64 { return i.keyspaceField("keys") }
+
+// keyspaceField returns one field of INFO keyspace ("keys", "expires") per database.
+func (i info) keyspaceField(field string) map[string]int64 {
 	m := map[string]int64{}
 	for k, v := range i {
 		if !strings.HasPrefix(k, "db") {
@@ -60,7 +63,7 @@ func (i info) keyspace() map[string]int64 {
 			continue
 		}
 		for _, part := range strings.Split(v, ",") {
-			if n, ok := strings.CutPrefix(part, "keys="); ok {
+			if n, ok := strings.CutPrefix(part, field+"="); ok {
 				m[k], _ = strconv.ParseInt(n, 10, 64)
 			}
 		}
@@ -69,9 +72,14 @@ func (i info) keyspace() map[string]int64 {
 }
 
 // totalKeys sums keys over all databases.
-func (i info) totalKeys() int64 {
+func (i info) totalKeys() int64 { return sum(i.keyspace()) }
+
+// totalExpires sums the keys with a TTL over all databases.
+func (i info) totalExpires() int64 { return sum(i.keyspaceField("expires")) }
+
+func sum(m map[string]int64) int64 {
 	var n int64
-	for _, v := range i.keyspace() {
+	for _, v := range m {
 		n += v
 	}
 	return n

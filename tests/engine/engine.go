@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,6 +167,10 @@ func newLocalProject(t testing.TB, stack, marker string) *Project {
 	p.SetPath("emailService.baseImage", workerBase)
 	return p
 }
+
+// Env is the environment the project's pulumi commands run with (its backend and passphrase), for a
+// tool that reads the stack as a user's shell would (e.g. redis-ops --stack).
+func (p *Project) Env() []string { return slices.Clone(p.env) }
 
 // Project is a throwaway copy of the project with its own file backend and passphrase.
 type Project struct {

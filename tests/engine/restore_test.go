@@ -1,0 +1,97 @@
+package engine_test
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/emailclient/emailclient-infra/stacks"
+	"github.com/emailclient/emailclient-infra/tests/engine"
+	"github.com/emailclient/emailclient-infra/tests/redistest"
+)
+
+// TestRestoreWithStack (issue 17): a dev stack with backups on, deployed with `make up`; keys with
+// TTLs; a network backup in the stack's backup container; FLUSHALL; then `redis-ops restore --stack
+// dev --from-backups NAME` as the operator's guide gives it: the containers from the stack's outputs
+// (the backup container by its name), the engine from its docker:host, every key and TTL back, the
+// email-service and the backup scheduler running again and tasks going through.
+func TestRestoreWithStack(t *testing.T) {
+	p, sfx := newStack(t, "dev")
+	port, err := redistest.FreePort()
+	require.NoError(t, err)
+	p.SetPath("container.hostPort", strconv.Itoa(port))
+	p.SetPath("operations.backup.enabled", "true")
+	p.SetPath("operations.backup.schedule", "0 3 1 1 *") // not during the test
+	p.SetPath("operations.backup.volume", sfx+"-backups")
+	out, err := p.Make("up", "STACK="+p.Stack)
+	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))
+	redisName, email := p.Output("redisContainer"), p.Output("emailServiceContainer")
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Username: "ops", Password: p.Output("opsPassword")})
+	t.Cleanup(func() { _ = client.Close() })
+	ctx := context.Background()
+
+	const keys = 1000
+	pipe := client.Pipeline()
+	for i := range keys {
+		ttl := time.Duration(0)
+		if i%2 == 0 {
+			ttl = time.Duration(i+1) * time.Minute
+		}
+		pipe.Set(ctx, "engine:restore:"+strconv.Itoa(i), i, ttl)
+	}
+	_, err = pipe.Exec(ctx)
+	require.NoError(t, err)
+	before, err := client.DBSize(ctx).Result()
+	require.NoError(t, err)
+
+	b, err := exec.Command("docker", "exec", redisName+"-backup", "/redis-ops", "backup", "--source", "network", "--dir", "/backups").CombinedOutput()
+	require.NoError(t, err, "backup in the backup container: %s", b)
+	m := regexp.MustCompile(`backup /backups/(redis-backup-\S+\.rdb) `).FindStringSubmatch(string(b))
+	require.NotNil(t, m, "backup output: %s", b)
+	require.NoError(t, client.FlushAll(ctx).Err())
+
+	// The operator's command, in the project directory with its Pulumi environment.
+	root, err := stacks.FindRoot()
+	require.NoError(t, err)
+	bin := filepath.Join(t.TempDir(), "redis-ops")
+	build := exec.Command("go", "build", "-o", bin, "./deployment/cmd/redis-ops")
+	build.Dir = root
+	bout, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", bout)
+	restore := exec.Command(bin, "restore", "--stack", p.Stack, "--from-backups", m[1])
+	restore.Dir = p.Dir
+	restore.Env = p.Env() // the project's backend and passphrase, as the operator's shell has them
+	start := time.Now()
+	rout, err := restore.CombinedOutput()
+	took := time.Since(start)
+	t.Logf("redis-ops restore --stack %s --from-backups %s:\n%s", p.Stack, m[1], rout)
+	require.NoError(t, err)
+	assert.NotContains(t, string(rout), p.Output("opsPassword"))
+	assert.Contains(t, string(rout), "[8/8] started "+redisName+"-backup, "+email+"; marker removed", "the writers from the stack's outputs")
+
+	after, err := client.DBSize(ctx).Result()
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "keys after the restore")
+	for _, i := range []int{0, 2, 500, 998} {
+		ttl := client.TTL(ctx, "engine:restore:"+strconv.Itoa(i)).Val()
+		want := time.Duration(i+1) * time.Minute
+		assert.True(t, ttl <= want && ttl > want-5*time.Minute, "key %d: ttl %v, want about %v", i, ttl, want)
+	}
+	assert.Equal(t, time.Duration(-1), client.TTL(ctx, "engine:restore:1").Val(), "a key without a TTL keeps none")
+	for _, c := range []string{email, redisName + "-backup"} {
+		st, _ := exec.Command("docker", "inspect", "--format", "{{.State.Status}}", c).Output()
+		assert.Equal(t, "running", strings.TrimSpace(string(st)), c)
+	}
+	roundTrip(t, email)
+	t.Logf("FIGURE restore --stack dev --from-backups with the real engine: %d keys (%d with a TTL) back in %s",
+		after, keys/2, took.Round(100*time.Millisecond))
+}
