@@ -27,10 +27,7 @@ import (
 // requires 0 lost writes and both tasks completed (the graceful stops: Redis's final save, Celery's
 // warm shutdown).
 func TestConfigChangeUnderLoadLosesNothing(t *testing.T) {
-	p, _ := newStack(t, "dev")
-	port, err := redistest.FreePort()
-	require.NoError(t, err)
-	p.SetPath("container.hostPort", strconv.Itoa(port))
+	p, _, port := newDevStack(t)
 	out, err := p.Make("up", "STACK="+p.Stack)
 	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))
 	email := p.Output("emailServiceContainer")
@@ -151,10 +148,7 @@ func lastLine(s string) string { return engine.Tail(strings.TrimSpace(s), 1) }
 // tasks switched to the Sentinel topology with `pulumi up`: the initial primary starts on the
 // standalone broker's data, the replicas sync from it, nothing is lost.
 func TestStandaloneToSentinelKeepsData(t *testing.T) {
-	p, _ := newStack(t, "dev")
-	port, err := redistest.FreePort()
-	require.NoError(t, err)
-	p.SetPath("container.hostPort", strconv.Itoa(port))
+	p, _, port := newDevStack(t)
 	p.SetPath("emailService.enabled", "false") // queued tasks stay queued: no worker consumes them
 	out, err := p.Make("up", "STACK="+p.Stack)
 	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))

@@ -26,6 +26,15 @@ func newStack(t *testing.T, stack string) (*engine.Project, string) {
 	return engine.NewIsolatedProject(t, stack)
 }
 
+// newDevStack is a dev stack (newStack) with Redis published on a free port of 127.0.0.1, as dev is.
+func newDevStack(t *testing.T) (*engine.Project, string, int) {
+	p, sfx := newStack(t, "dev")
+	port, err := redistest.FreePort()
+	require.NoError(t, err)
+	p.SetPath("container.hostPort", strconv.Itoa(port))
+	return p, sfx, port
+}
+
 // prodDataAndImage gives a prod-profile stack its two documented settings: a data host path (created
 // as the README says, under /srv: the stack refuses directories the host empties at boot) and the
 // email-service image (the reference worker, built like a user's image, tagged with marker, run by its
@@ -53,13 +62,11 @@ func prodDataAndImage(t *testing.T, p *engine.Project, marker string) string {
 
 // TestDevStack: `make up` of dev, then everything a user relies on (see check).
 func TestDevStack(t *testing.T) {
-	p, sfx := newStack(t, "dev")
-	port, err := redistest.FreePort()
-	require.NoError(t, err)
-	p.SetPath("container.hostPort", strconv.Itoa(port)) // published on 127.0.0.1, as dev is
+	p, sfx, port := newDevStack(t)
 	check(t, p, sfx, func(hostConfig map[string]any) {
 		bindings := hostConfig["PortBindings"].(map[string]any)["6379/tcp"].([]any)
 		assert.Equal(t, "127.0.0.1", bindings[0].(map[string]any)["HostIp"], "published on loopback only")
+		assert.Equal(t, strconv.Itoa(port), bindings[0].(map[string]any)["HostPort"], "on the configured port")
 	})
 }
 

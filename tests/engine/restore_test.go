@@ -16,7 +16,6 @@ import (
 
 	"github.com/emailclient/emailclient-infra/stacks"
 	"github.com/emailclient/emailclient-infra/tests/engine"
-	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
 
 // TestRestoreWithStack (issue 17): a dev stack with backups on, deployed with `make up`; keys with
@@ -25,10 +24,7 @@ import (
 // (the backup container by its name), the engine from its docker:host, every key and TTL back, the
 // email-service and the backup scheduler running again and tasks going through.
 func TestRestoreWithStack(t *testing.T) {
-	p, sfx := newStack(t, "dev")
-	port, err := redistest.FreePort()
-	require.NoError(t, err)
-	p.SetPath("container.hostPort", strconv.Itoa(port))
+	p, sfx, port := newDevStack(t)
 	p.SetPath("operations.backup.enabled", "true")
 	p.SetPath("operations.backup.schedule", "0 3 1 1 *") // not during the test
 	p.SetPath("operations.backup.volume", sfx+"-backups")
