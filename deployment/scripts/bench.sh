@@ -7,6 +7,8 @@
 #   BENCH_REPS [5 for redis-benchmark and Celery, 3 for the ops tools]: repetitions
 #   BENCH_DOCKER_REPS [2]        repetitions of each Docker time-to-healthy case (each is ~30 s)
 #   BENCH_REQUESTS [50000]       redis-benchmark requests per test (x10 pipelined)
+#   BENCH_CALLGRIND_REQUESTS [20000] requests per test for the instruction counts (callgrind)
+#   BENCH_CALLGRIND_DIR [temporary] keep the callgrind dumps there, for callgrind_annotate
 #   BENCH_CELERY_TASKS [500]     Celery tasks per repetition
 #   BENCH_KEYS [1000000]         keys for redis-ops analyze vs redis-cli --memkeys/--bigkeys
 #   BENCH_BACKUP_MB [1024]       dataset for redis-ops backup vs redis-cli --rdb + sha256sum
@@ -32,6 +34,7 @@ missing=()
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v callgrind_control >/dev/null 2>&1 || missing+=(valgrind)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]}"
@@ -48,10 +51,10 @@ export BENCH_RESULTS="$work/results.jsonl"
 
 # The command line as a user would type it, with the size settings that were given.
 settings=""
-for v in BENCH_REPS BENCH_DEPLOY_REPS BENCH_DOCKER_REPS BENCH_REQUESTS BENCH_CELERY_TASKS BENCH_KEYS BENCH_BACKUP_MB BENCH_DOCKER_MB BENCH_PROGRAM_COUNT BENCH_ONLY; do
+for v in BENCH_REPS BENCH_CALLGRIND_REQUESTS BENCH_DEPLOY_REPS BENCH_DOCKER_REPS BENCH_REQUESTS BENCH_CELERY_TASKS BENCH_KEYS BENCH_BACKUP_MB BENCH_DOCKER_MB BENCH_PROGRAM_COUNT BENCH_ONLY; do
   if [ -n "${!v:-}" ]; then settings+="$v=${!v} "; fi
 done
-effective="BENCH_KEYS=${BENCH_KEYS:-1000000} BENCH_BACKUP_MB=${BENCH_BACKUP_MB:-1024} BENCH_DOCKER_MB=${BENCH_DOCKER_MB:-1024} BENCH_REQUESTS=${BENCH_REQUESTS:-50000} BENCH_CELERY_TASKS=${BENCH_CELERY_TASKS:-500} BENCH_REPS=${BENCH_REPS:-5/5/3/3 (redis-benchmark/Celery/analyze/backup)} BENCH_DOCKER_REPS=${BENCH_DOCKER_REPS:-2} BENCH_DEPLOY_REPS=${BENCH_DEPLOY_REPS:-3} BENCH_PROGRAM_COUNT=$PROGRAM_COUNT"
+effective="BENCH_KEYS=${BENCH_KEYS:-1000000} BENCH_BACKUP_MB=${BENCH_BACKUP_MB:-1024} BENCH_DOCKER_MB=${BENCH_DOCKER_MB:-1024} BENCH_REQUESTS=${BENCH_REQUESTS:-50000} BENCH_CALLGRIND_REQUESTS=${BENCH_CALLGRIND_REQUESTS:-20000} BENCH_CELERY_TASKS=${BENCH_CELERY_TASKS:-500} BENCH_REPS=${BENCH_REPS:-5/5/3/3 (redis-benchmark/Celery/analyze/backup)} BENCH_DOCKER_REPS=${BENCH_DOCKER_REPS:-2} BENCH_DEPLOY_REPS=${BENCH_DEPLOY_REPS:-3} BENCH_PROGRAM_COUNT=$PROGRAM_COUNT"
 start=$(date +%s)
 
 status=0
@@ -67,7 +70,7 @@ fi
 # 1, 2, 3, 5: heavy benchmarks, each run once (-benchtime 1x) and repeating internally (BENCH_REPS),
 # alternating ours and the baseline.
 heavy=()
-for name in RedisThroughput CeleryThroughput OpsAnalyze OpsBackup TimeToHealthy DeployTime; do
+for name in RedisThroughput RedisInstructions CeleryThroughput OpsAnalyze OpsBackup TimeToHealthy DeployTime; do
   if selected "$name"; then heavy+=("$name"); fi
 done
 if [ "${#heavy[@]}" -gt 0 ]; then

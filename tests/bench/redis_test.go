@@ -46,13 +46,7 @@ func BenchmarkRedisThroughput(b *testing.B) {
 	requests := EnvInt(b, "BENCH_REQUESTS", 50000)
 	dev := realredis.Start(b, "dev", realredis.Options{})
 	prod := realredis.Start(b, "prod", realredis.Options{})
-	persistence := redisconf.Defaults()
-	var savePoints []string
-	for _, p := range persistence.Save {
-		savePoints = append(savePoints, strconv.Itoa(p.Seconds), strconv.Itoa(p.Changes))
-	}
-	persistent := redistest.Start(b, redistest.Options{Args: []string{"--appendonly", "yes", "--appendfsync", persistence.AppendFsync,
-		"--aof-use-rdb-preamble", "yes", "--save", strings.Join(savePoints, " ")}})
+	persistent := redistest.Start(b, redistest.Options{Args: persistentArgs()})
 	stock := redistest.Start(b, redistest.Options{})
 	targets := []target{
 		{name: "ours: declared dev config", port: dev.Port(), user: redisconf.OpsUser, pw: dev.Ops},
@@ -105,7 +99,7 @@ func BenchmarkRedisThroughput(b *testing.B) {
 		"Ours: the declared redis.conf and users.acl run through deployment/docker/redis/docker-entrypoint.sh (AOF everysec, RDB save points, ACL auth as the ops user, tests/realredis); "+
 		"redis-benchmark 7.0 has no password env variable, so it gets the mock password with -a on this throwaway local server. "+
 		"Baseline: a stock redis-server with the same persistence (--appendonly yes --appendfsync everysec --save \"%s\"), no auth: the ratio is the price of our ACL, config and entrypoint alone. Target ratio >= 0.95.",
-		clientCPU, requests, 10*requests, reps, serverCPU, strings.Join(savePoints, " "))
+		clientCPU, requests, 10*requests, reps, serverCPU, savePoints())
 	Annotate(b, sectionDurability, "The same runs: the stock server with our persistence against a stock server with Redis's defaults (no AOF; RDB save points 3600 1 300 100 60 10000). "+
 		"A ratio below 1 is what AOF everysec costs; we pay it on purpose (a broker must not lose queued tasks).")
 }
@@ -116,8 +110,34 @@ const (
 	clientCPU = 1
 )
 
+// persistentArgs are the redis-server arguments of the stock baseline with our persistence: AOF
+// everysec with an RDB preamble and the declared save points, nothing else.
+func persistentArgs() []string {
+	return []string{"--appendonly", "yes", "--appendfsync", redisconf.Defaults().AppendFsync,
+		"--aof-use-rdb-preamble", "yes", "--save", savePoints()}
+}
+
+// savePoints are the declared RDB save points as redis-server's --save takes them.
+func savePoints() string {
+	var points []string
+	for _, p := range redisconf.Defaults().Save {
+		points = append(points, strconv.Itoa(p.Seconds), strconv.Itoa(p.Changes))
+	}
+	return strings.Join(points, " ")
+}
+
 // pinServer pins every thread of the redis-server listening on port to cpu.
 func pinServer(b *testing.B, port, cpu int) {
+	b.Helper()
+	pid := serverPID(b, port)
+	if out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(cpu), pid).CombinedOutput(); err != nil {
+		b.Fatalf("taskset redis-server %s: %v: %s", pid, err, out)
+	}
+}
+
+// serverPID is the process id of the redis-server listening on port (started directly, through the
+// entrypoint, or under valgrind).
+func serverPID(b *testing.B, port int) string {
 	b.Helper()
 	out, err := exec.Command("pgrep", "-f", "^redis-server .*:"+strconv.Itoa(port)+"( |$)").Output()
 	if err != nil {
@@ -125,11 +145,19 @@ func pinServer(b *testing.B, port, cpu int) {
 	}
 	pids := strings.Fields(string(out))
 	if err != nil || len(pids) != 1 {
-		b.Fatalf("pin redis-server on port %d: want one process, found %q (%v)", port, pids, err)
+		b.Fatalf("redis-server on port %d: want one process, found %q (%v)", port, pids, err)
 	}
-	if out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(cpu), pids[0]).CombinedOutput(); err != nil {
-		b.Fatalf("taskset redis-server %s: %v: %s", pids[0], err, out)
+	return pids[0]
+}
+
+// testsOf is the redis-benchmark tests that args select with -t.
+func testsOf(args []string) []string {
+	for i, a := range args {
+		if a == "-t" && i+1 < len(args) {
+			return strings.Split(strings.ToUpper(args[i+1]), ",")
+		}
 	}
+	return nil
 }
 
 // redisBenchmark runs redis-benchmark once, on clientCPU, and returns requests/s by test name.
@@ -165,8 +193,8 @@ func redisBenchmark(b *testing.B, tg target, n int, extra ...string) map[string]
 		}
 		res[name] = v
 	}
-	if len(res) != 4 {
-		b.Fatalf("redis-benchmark against %s: got %v, want SET, GET, LPUSH, RPOP (auth or ACL failure?)", tg.name, res)
+	if want := testsOf(extra); len(res) != len(want) {
+		b.Fatalf("redis-benchmark against %s: got %v, want %v (auth or ACL failure?)", tg.name, res, want)
 	}
 	return res
 }

@@ -40,6 +40,9 @@ type Options struct {
 	Config, Secrets map[string]string
 	// Args are extra redis-server arguments after the declared config (e.g. "--maxmemory", "8mb").
 	Args []string
+	// Env is extra environment (KEY=VALUE) for the entrypoint, e.g. a PATH that puts a wrapped
+	// redis-server first (tests/bench runs it under callgrind).
+	Env []string
 }
 
 // Uploads returns the files the program places in the Redis container's run volume, by path.
@@ -73,7 +76,7 @@ func Start(t testing.TB, stack string, opts Options) *Broker {
 		Args:       opts.Args,
 		Dir:        b.DataDir,
 		Entrypoint: Entrypoint(t, b.Root),
-		Env:        []string{"REDIS_RUN_DIR=" + b.RunDir, "REDIS_DATA_DIR=" + b.DataDir},
+		Env:        append([]string{"REDIS_RUN_DIR=" + b.RunDir, "REDIS_DATA_DIR=" + b.DataDir}, opts.Env...),
 	})
 	return b
 }

@@ -300,7 +300,7 @@ func writeReport(b *strings.Builder, series []bench.Series, notes map[string][]s
 	fmt.Fprintf(b, "for times, memory and allocations (lower is better) a ratio below 1 means ours is cheaper.\n\n")
 	fmt.Fprintf(b, "## How to reproduce\n\n```sh\n%s\n```\n\n", command)
 	fmt.Fprintf(b, "`make bench` runs `deployment/scripts/bench.sh`; sizes and repetitions come from environment variables\n")
-	fmt.Fprintf(b, "(`BENCH_REPS`, `BENCH_KEYS`, `BENCH_BACKUP_MB`, `BENCH_REQUESTS`, `BENCH_CELERY_TASKS`, `BENCH_DOCKER_MB`, `BENCH_DOCKER_REPS`, `BENCH_PROGRAM_COUNT`, `BENCH_ONLY`),\n")
+	fmt.Fprintf(b, "(`BENCH_REPS`, `BENCH_KEYS`, `BENCH_BACKUP_MB`, `BENCH_REQUESTS`, `BENCH_CALLGRIND_REQUESTS`, `BENCH_CALLGRIND_DIR`, `BENCH_CELERY_TASKS`, `BENCH_DOCKER_MB`, `BENCH_DOCKER_REPS`, `BENCH_PROGRAM_COUNT`, `BENCH_ONLY`),\n")
 	fmt.Fprintf(b, "e.g. `BENCH_KEYS=100000 BENCH_BACKUP_MB=128 BENCH_REPS=3 make bench` for a quick run. The benchmarks are in `tests/bench`.\n\n")
 	if settings != "" {
 		fmt.Fprintf(b, "This run: `%s`", settings)
