@@ -76,7 +76,8 @@ case "$action" in
 preview) pulumi preview --stack "$stack" ;;
 up)
 	pulumi preview --stack "$stack"
-	pulumi up --yes --stack "$stack"
+	# The preview above showed the plan; a second one inside `up` would only run the program again.
+	pulumi up --yes --skip-preview --stack "$stack"
 	pulumi stack output --stack "$stack"
 	;;
 destroy) pulumi destroy --yes --stack "$stack" ;;
