@@ -1,18 +1,16 @@
 package stacks
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/components/redisconf"
+	"github.com/emailclient/emailclient-infra/deployment/dockerexec"
 )
 
 // livePrimaryTimeout bounds the whole question to the Sentinels at deploy time.
@@ -36,7 +34,7 @@ func LivePrimary(host string, c components.RedisContainer, t components.Topology
 	defer cli.Close()
 	var errs []string
 	for _, name := range components.SentinelContainerNames(c, t) {
-		out, err := execOutput(ctx, cli, name, "sh", "-c",
+		out, err := dockerexec.Output(ctx, cli, name, "sh", "-c",
 			`REDISCLI_AUTH=$(cat "$0") exec redis-cli --no-auth-warning -p "$1" SENTINEL get-master-addr-by-name "$2"`,
 			redisconf.SentinelPasswordFile, fmt.Sprint(redisconf.SentinelPort), t.MasterName)
 		if client.IsErrNotFound(err) {
@@ -58,29 +56,4 @@ func LivePrimary(host string, c components.RedisContainer, t components.Topology
 		return "", nil
 	}
 	return "", fmt.Errorf("no Sentinel named the primary: %s", strings.Join(errs, "; "))
-}
-
-// execOutput runs cmd in the container and returns its stdout; a non-zero exit is an error with stderr.
-func execOutput(ctx context.Context, cli *client.Client, ctr string, cmd ...string) (string, error) {
-	created, err := cli.ContainerExecCreate(ctx, ctr, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		return "", err
-	}
-	att, err := cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
-	if err != nil {
-		return "", err
-	}
-	defer att.Close()
-	var stdout, stderr bytes.Buffer
-	if _, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader); err != nil {
-		return "", err
-	}
-	ins, err := cli.ContainerExecInspect(ctx, created.ID)
-	if err != nil {
-		return "", err
-	}
-	if ins.ExitCode != 0 {
-		return "", fmt.Errorf("exit %d: %s", ins.ExitCode, strings.TrimSpace(stderr.String()+stdout.String()))
-	}
-	return stdout.String(), nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/emailclient/emailclient-infra/components/redisconf"
+	"github.com/emailclient/emailclient-infra/deployment/dockerexec"
 )
 
 // engine is what restore needs from the Docker engine the stack runs on. dockerEngine implements it
@@ -160,27 +161,11 @@ func (d *dockerEngine) start(ctx context.Context, c ctrInfo) error {
 }
 
 func (d *dockerEngine) exec(ctx context.Context, c ctrInfo, cmd ...string) (string, error) {
-	created, err := d.cli.ContainerExecCreate(ctx, c.id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	out, err := dockerexec.Output(ctx, d.cli, c.id, cmd...)
 	if err != nil {
-		return "", fmt.Errorf("exec in %s: %w", c.name, err)
+		return out, fmt.Errorf("exec in %s: %w", c.name, err)
 	}
-	att, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
-	if err != nil {
-		return "", fmt.Errorf("exec in %s: %w", c.name, err)
-	}
-	defer att.Close()
-	var stdout, stderr bytes.Buffer
-	if _, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader); err != nil {
-		return "", fmt.Errorf("exec in %s: %w", c.name, err)
-	}
-	ins, err := d.cli.ContainerExecInspect(ctx, created.ID)
-	if err != nil {
-		return "", fmt.Errorf("exec in %s: %w", c.name, err)
-	}
-	if ins.ExitCode != 0 {
-		return stdout.String(), fmt.Errorf("exec in %s: exit %d: %s", c.name, ins.ExitCode, firstLines(stderr.String()+stdout.String(), 3))
-	}
-	return stdout.String(), nil
+	return out, nil
 }
 
 // helperName is the helper container of c: a fixed name, so that a run removes the helper an
@@ -246,7 +231,7 @@ func (d *dockerEngine) inData(ctx context.Context, c ctrInfo, file, fileName, sc
 		return "", fmt.Errorf("logs of helper container %s: %w", name, err)
 	}
 	if code != 0 {
-		return stdout.String(), fmt.Errorf("helper container in %s's /data: exit %d: %s", c.name, code, firstLines(stderr.String(), 3))
+		return stdout.String(), fmt.Errorf("helper container in %s's /data: exit %d: %s", c.name, code, dockerexec.FirstLines(stderr.String(), 3))
 	}
 	return stdout.String(), nil
 }
@@ -343,15 +328,4 @@ func (d *dockerEngine) logs(ctx context.Context, c ctrInfo, lines int) string {
 		return "(logs: " + err.Error() + ")"
 	}
 	return strings.TrimSpace(out.String())
-}
-
-// firstLines is the first n non-empty lines of s, joined with " | ".
-func firstLines(s string, n int) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" && len(out) < n {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, " | ")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/emailclient/emailclient-infra/components/redisconf"
+	"github.com/emailclient/emailclient-infra/deployment/dockerexec"
 )
 
 const restoreHelp = `
@@ -561,7 +562,7 @@ func (r *restorer) keys(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	if !strings.Contains(out, "# Keyspace") {
-		return 0, fmt.Errorf("INFO keyspace in %s answered %q", r.redis.name, firstLines(out, 1))
+		return 0, fmt.Errorf("INFO keyspace in %s answered %q", r.redis.name, dockerexec.FirstLines(out, 1))
 	}
 	return parseInfo(out).totalKeys(), nil
 }
