@@ -337,7 +337,7 @@ func TestNetworkBackupBothReplyForms(t *testing.T) {
 			s := startRedis(t, tc.args...)
 			c := opsClient(t, s)
 			seed(t, c)
-			before := snapshotAll(t, c)
+			before := redistest.Snapshot(t, c)
 			dir := t.TempDir()
 			r := cli(t, s.Addr(), nil, "backup", "--dir", dir, "--source", "network", "--progress")
 			if r.code != ExitOK || !strings.Contains(r.stdout, "source=network") || !strings.Contains(r.stderr, "receiving RDB") {
@@ -361,7 +361,7 @@ func TestNetworkBackupBothReplyForms(t *testing.T) {
 				inf, err := fetchInfo(ctx, c, "replication")
 				return err == nil && inf["connected_slaves"] == "0"
 			})
-			compareSnapshots(t, before, snapshotAll(t, loadRDB(t, rdb[0])))
+			compareSnapshots(t, before, redistest.Snapshot(t, loadRDB(t, rdb[0])))
 		})
 	}
 }

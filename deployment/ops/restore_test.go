@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -16,53 +15,12 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/mount"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/emailclient/emailclient-infra/components/redisconf"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
 
-// keyState is a key's type, value and TTL.
-type keyState struct {
-	typ   string
-	value any
-	ttl   time.Duration
-}
-
-func snapshotAll(t *testing.T, c *redis.Client) map[string]keyState {
-	t.Helper()
-	ctx := context.Background()
-	out := map[string]keyState{}
-	iter := c.Scan(ctx, 0, "*", 100).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		typ := c.Type(ctx, k).Val()
-		var v any
-		switch typ {
-		case "string":
-			v = c.Get(ctx, k).Val()
-		case "hash":
-			v = c.HGetAll(ctx, k).Val()
-		case "list":
-			v = c.LRange(ctx, k, 0, -1).Val()
-		case "set":
-			members := c.SMembers(ctx, k).Val()
-			sort.Strings(members)
-			v = members
-		case "zset":
-			v = c.ZRangeWithScores(ctx, k, 0, -1).Val()
-		case "stream":
-			v = c.XRange(ctx, k, "-", "+").Val()
-		}
-		out[k] = keyState{typ: typ, value: v, ttl: c.PTTL(ctx, k).Val()}
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func compareSnapshots(t *testing.T, before, after map[string]keyState) {
+func compareSnapshots(t *testing.T, before, after map[string]redistest.Key) {
 	t.Helper()
 	if len(after) != len(before) {
 		t.Errorf("restored %d keys, want %d", len(after), len(before))
@@ -73,11 +31,11 @@ func compareSnapshots(t *testing.T, before, after map[string]keyState) {
 			t.Errorf("key %q missing after restore", k)
 			continue
 		}
-		if a.typ != b.typ || !reflect.DeepEqual(a.value, b.value) {
-			t.Errorf("key %q: %s %v, want %s %v", k, a.typ, a.value, b.typ, b.value)
+		if a.Type != b.Type || a.Value != b.Value {
+			t.Errorf("key %q: %s %v, want %s %v", k, a.Type, a.Value, b.Type, b.Value)
 		}
-		if (b.ttl < 0) != (a.ttl < 0) || (b.ttl > 0 && (a.ttl > b.ttl || b.ttl-a.ttl > time.Minute)) {
-			t.Errorf("key %q: ttl %v, want about %v", k, a.ttl, b.ttl)
+		if !redistest.SameTTL(a.TTL, b.TTL, time.Minute) {
+			t.Errorf("key %q: ttl %v, want about %v", k, a.TTL, b.TTL)
 		}
 	}
 }
@@ -270,11 +228,11 @@ func (f *fakeEngine) restore(t *testing.T, args ...string) result {
 var containers = []string{"--redis-container", fakeRedis, "--email-container", fakeEmail, "--backup-container", fakeBackup}
 
 // takeBackup seeds a server, backs it up and returns the backup and the data it holds.
-func takeBackup(t *testing.T) (rdb string, data map[string]keyState) {
+func takeBackup(t *testing.T) (rdb string, data map[string]redistest.Key) {
 	t.Helper()
 	s := startRedis(t)
 	seed(t, opsClient(t, s))
-	data = snapshotAll(t, opsClient(t, s))
+	data = redistest.Snapshot(t, opsClient(t, s))
 	dir := t.TempDir()
 	if r := cli(t, s.Addr(), nil, "backup", "--dir", dir); r.code != ExitOK {
 		t.Fatalf("backup: %v", r)
@@ -296,7 +254,7 @@ func (f *fakeEngine) asideDirs(t *testing.T) []string {
 
 // keysIn loads the data kept in dir (its appendonlydir, else dump.rdb) into a fresh server and
 // returns its keys.
-func keysIn(t *testing.T, dir string) map[string]keyState {
+func keysIn(t *testing.T, dir string) map[string]redistest.Key {
 	t.Helper()
 	data := t.TempDir()
 	out, err := exec.Command("cp", "-a", dir+"/.", data).CombinedOutput()
@@ -304,14 +262,14 @@ func keysIn(t *testing.T, dir string) map[string]keyState {
 		t.Fatalf("copy %s: %v %s", dir, err, out)
 	}
 	s := redistest.Start(t, redistest.Options{Args: redisArgs(t), Dir: data})
-	return snapshotAll(t, opsClient(t, s))
+	return redistest.Snapshot(t, opsClient(t, s))
 }
 
 // checkRestored: Redis holds the backup's data, the writers run, the marker is gone, and the
 // oldest aside dir holds the data from before (the key "pre-restore" only).
-func (f *fakeEngine) checkRestored(t *testing.T, want map[string]keyState) {
+func (f *fakeEngine) checkRestored(t *testing.T, want map[string]redistest.Key) {
 	t.Helper()
-	compareSnapshots(t, want, snapshotAll(t, opsClient(t, f.srv)))
+	compareSnapshots(t, want, redistest.Snapshot(t, opsClient(t, f.srv)))
 	if !f.running[fakeEmail] || !f.running[fakeBackup] {
 		t.Errorf("writers running: %v", f.running)
 	}
@@ -324,7 +282,7 @@ func (f *fakeEngine) checkRestored(t *testing.T, want map[string]keyState) {
 	if len(aside) == 0 {
 		t.Fatalf("no %s* dir in %s", asidePrefix, f.srv.Dir())
 	}
-	if got := keysIn(t, aside[0]); len(got) != 1 || got["pre-restore"].value != "kept aside" {
+	if got := keysIn(t, aside[0]); len(got) != 1 || got["pre-restore"].Value != "kept aside" {
 		t.Errorf("%s holds %v, want the key pre-restore only", aside[0], got)
 	}
 }
@@ -384,7 +342,7 @@ func TestRestoreOneCommand(t *testing.T) {
 	}
 	c.Set(context.Background(), "written-after-restore", "x", 0)
 	f.srv.Restart(t)
-	after := snapshotAll(t, opsClient(t, f.srv))
+	after := redistest.Snapshot(t, opsClient(t, f.srv))
 	if _, ok := after["written-after-restore"]; !ok || len(after) != len(want)+1 {
 		t.Errorf("after a restart: %d keys, written-after-restore kept %v", len(after), ok)
 	}
@@ -565,7 +523,7 @@ esac`
 	if r.code != ExitOK || f.dialed != "unix:///flag.sock" || !strings.Contains(r.stdout, "[3/8] stopped email (stop timeout 60s), backup (stop timeout 60s)") {
 		t.Fatalf("--from-backups: %v (engine %q)", r, f.dialed)
 	}
-	compareSnapshots(t, want, snapshotAll(t, opsClient(t, f.srv)))
+	compareSnapshots(t, want, redistest.Snapshot(t, opsClient(t, f.srv)))
 	if r := f.restore(t, "--stack", "dev", "--from-backups", "redis-backup-missing.rdb"); r.code != ExitNotFound || !strings.Contains(r.stderr, "--from-backups needs the backup container") {
 		t.Errorf("--from-backups without a backup container: %v", r)
 	}

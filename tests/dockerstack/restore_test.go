@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/emailclient/emailclient-infra/tests/dockertest"
+	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
 
 // restoreRun is one run of the redis-ops binary.
@@ -66,38 +67,6 @@ func runOps(t *testing.T, bin, killAt string, args ...string) restoreRun {
 	r.out = out.String() + stderr.String()
 	noSecrets(t, "redis-ops output", r.out)
 	return r
-}
-
-// keyWithTTL is a key's value and TTL.
-type keyWithTTL struct {
-	dump string
-	ttl  time.Duration
-}
-
-// dumpAll reads every key and its PTTL. The value is DUMP's serialization, except for sets and
-// hashes, whose element order in a hash table may change when Redis loads them: their sorted members.
-func dumpAll(t *testing.T, c *redis.Client) map[string]keyWithTTL {
-	t.Helper()
-	ctx := context.Background()
-	out := map[string]keyWithTTL{}
-	iter := c.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		v := c.Dump(ctx, k).Val()
-		switch c.Type(ctx, k).Val() {
-		case "set":
-			members := c.SMembers(ctx, k).Val()
-			sort.Strings(members)
-			v = "set " + strings.Join(members, "\x00")
-		case "hash":
-			v = "hash " + fmt.Sprint(c.HGetAll(ctx, k).Val()) // fmt sorts map keys
-		}
-		out[k] = keyWithTTL{dump: v, ttl: c.PTTL(ctx, k).Val()}
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // isCeleryKey: the keys the worker changes as soon as it runs (its queue, unacked tasks, results).
@@ -170,7 +139,7 @@ func TestRestoreOneCommand(t *testing.T) {
 	if _, err := p.Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before := dumpAll(t, c)
+	before := redistest.Snapshot(t, c)
 	if c.LLen(ctx, "celery").Val() != n {
 		t.Fatalf("queue length %d before the backup, want %d", c.LLen(ctx, "celery").Val(), n)
 	}
@@ -197,7 +166,7 @@ func TestRestoreOneCommand(t *testing.T) {
 		t.Fatalf("restore: exit %d", r.code)
 	}
 	c = client()
-	after := dumpAll(t, c)
+	after := redistest.Snapshot(t, c)
 	var missing, wrong []string
 	for k, b := range before {
 		a, ok := after[k]
@@ -205,7 +174,7 @@ func TestRestoreOneCommand(t *testing.T) {
 		case isCeleryKey(k):
 		case !ok:
 			missing = append(missing, k)
-		case a.dump != b.dump || (b.ttl < 0) != (a.ttl < 0) || b.ttl > 0 && (a.ttl > b.ttl || b.ttl-a.ttl > 2*time.Minute):
+		case a.Value != b.Value || !redistest.SameTTL(a.TTL, b.TTL, 2*time.Minute):
 			wrong = append(wrong, k)
 		}
 	}
@@ -214,7 +183,7 @@ func TestRestoreOneCommand(t *testing.T) {
 	}
 	withTTL := 0
 	for _, b := range before {
-		if b.ttl > 0 {
+		if b.TTL > 0 {
 			withTTL++
 		}
 	}
@@ -249,12 +218,12 @@ func TestRestoreOneCommand(t *testing.T) {
 	// the stop timeout (measured: 60 s, against 2 s once it runs): the next restore stops a booted one.
 	d.WaitHealthy(t, emailCtr, 60*time.Second)
 	c = client()
-	undone := dumpAll(t, c)
+	undone := redistest.Snapshot(t, c)
 	if _, ok := undone["written-after-flush"]; !ok || len(undone) > 1+len(before) {
 		t.Errorf("after the undo: %d keys, written-after-flush %v", len(undone), ok)
 	}
 	t.Logf("FIGURE restore undo: the %d printed commands took %s; Redis holds the data from before the restore again (written-after-flush: %v)",
-		len(undo), time.Since(start).Round(100*time.Millisecond), undone["written-after-flush"].dump != "")
+		len(undo), time.Since(start).Round(100*time.Millisecond), undone["written-after-flush"].Value != "")
 
 	// Interrupted: killed after stopping Redis, then after laying the backup in; the third run completes.
 	local := filepath.Join(t.TempDir(), backupFile)
@@ -279,9 +248,9 @@ func TestRestoreOneCommand(t *testing.T) {
 		}
 	}
 	c = client()
-	final := dumpAll(t, c)
+	final := redistest.Snapshot(t, c)
 	for k, b := range before {
-		if a, ok := final[k]; !isCeleryKey(k) && (!ok || a.dump != b.dump) {
+		if a, ok := final[k]; !isCeleryKey(k) && (!ok || a.Value != b.Value) {
 			t.Errorf("after the interrupted restore: key %s missing or changed", k)
 		}
 	}
@@ -323,9 +292,9 @@ func TestRestoreOneCommand(t *testing.T) {
 		t.Fatalf("the one-liner: %v", err)
 	}
 	c = client()
-	got := dumpAll(t, c)
+	got := redistest.Snapshot(t, c)
 	for k, b := range before {
-		if a, ok := got[k]; !isCeleryKey(k) && (!ok || a.dump != b.dump) {
+		if a, ok := got[k]; !isCeleryKey(k) && (!ok || a.Value != b.Value) {
 			t.Errorf("after the one-liner: key %s missing or changed", k)
 		}
 	}
