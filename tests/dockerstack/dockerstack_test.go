@@ -204,16 +204,41 @@ func redisCLI(t *testing.T, d *dockertest.Deployment, args ...string) (string, e
 	return d.Exec(t, redisCtr, append([]string{"sh", "-c", script, "redis-cli"}, args...)...)
 }
 
+// assertLockedDown asserts what every container of the stacks has in its docker inspect: a non-root
+// user, a read-only root filesystem, all capabilities dropped and none added, and no-new-privileges.
+// in is the program's declared inputs (nil for a container whose user comes from its image): the user
+// and readOnly: true must be declared. It returns the HostConfig for the caller's own checks.
+func assertLockedDown(t *testing.T, name string, insp, in map[string]any) map[string]any {
+	t.Helper()
+	hc, _ := insp["HostConfig"].(map[string]any)
+	user, _ := get(insp, "Config", "User").(string)
+	if user == "" || user == "root" || user == "0" || strings.HasPrefix(user, "0:") || strings.HasPrefix(user, "root:") {
+		t.Errorf("%s: Config.User = %q, want a non-root user", name, user)
+	}
+	if declared, _ := in["user"].(string); in != nil && user != declared {
+		t.Errorf("%s: Config.User = %q, declared %q", name, user, declared)
+	}
+	if hc["ReadonlyRootfs"] != true {
+		t.Errorf("%s: ReadonlyRootfs = %v", name, hc["ReadonlyRootfs"])
+	}
+	if in != nil && in["readOnly"] != true {
+		t.Errorf("%s: declared readOnly = %v, want true", name, in["readOnly"])
+	}
+	if !slices.Contains(strs(hc["CapDrop"]), "ALL") || len(strs(hc["CapAdd"])) > 0 {
+		t.Errorf("%s: CapDrop = %v CapAdd = %v, want ALL and none", name, hc["CapDrop"], hc["CapAdd"])
+	}
+	if so := strs(hc["SecurityOpt"]); !slices.Contains(so, "no-new-privileges:true") && !slices.Contains(so, "no-new-privileges") {
+		t.Errorf("%s: SecurityOpt = %v, want no-new-privileges", name, so)
+	}
+	return hc
+}
+
 // checkHardening asserts the Redis container's inspect against what the program declared.
 func checkHardening(t *testing.T, d *dockertest.Deployment, in map[string]any) {
 	t.Helper()
 	insp := d.Inspect(redisCtr)
-	hc, _ := insp["HostConfig"].(map[string]any)
+	hc := assertLockedDown(t, redisCtr, insp, in)
 
-	// Non-root.
-	if u, _ := in["user"].(string); get(insp, "Config", "User") != u || u == "" || u == "root" || u == "0" {
-		t.Errorf("Config.User = %v, declared %q (want a non-root user)", get(insp, "Config", "User"), u)
-	}
 	uid, err := d.Exec(t, redisCtr, "id", "-u")
 	if err != nil {
 		t.Fatalf("id -u in the Redis container: %v", err)
@@ -227,19 +252,6 @@ func checkHardening(t *testing.T, d *dockertest.Deployment, in map[string]any) {
 	}
 	t.Logf("Redis runs as %v (uid %s)", get(insp, "Config", "User"), strings.TrimSpace(uid))
 
-	// Hardening.
-	if ro, _ := in["readOnly"].(bool); !ro || hc["ReadonlyRootfs"] != true {
-		t.Errorf("ReadonlyRootfs = %v (declared readOnly %v)", hc["ReadonlyRootfs"], in["readOnly"])
-	}
-	if !slices.Contains(strs(hc["CapDrop"]), "ALL") {
-		t.Errorf("CapDrop = %v, want ALL", hc["CapDrop"])
-	}
-	if len(strs(hc["CapAdd"])) > 0 {
-		t.Errorf("CapAdd = %v, want none", hc["CapAdd"])
-	}
-	if so := strs(hc["SecurityOpt"]); !slices.Contains(so, "no-new-privileges:true") && !slices.Contains(so, "no-new-privileges") {
-		t.Errorf("SecurityOpt = %v, want no-new-privileges", so)
-	}
 	if _, ok := get(hc, "Tmpfs", "/tmp").(string); !ok {
 		t.Errorf("HostConfig.Tmpfs = %v, want /tmp", hc["Tmpfs"])
 	}
