@@ -39,7 +39,7 @@ func BenchmarkRedisInstructions(b *testing.B) {
 	requests := EnvInt(b, "BENCH_CALLGRIND_REQUESTS", 20000)
 	outDir := os.Getenv("BENCH_CALLGRIND_DIR")
 	if outDir == "" {
-		outDir = sharedDir(b)
+		outDir = realredis.SharedDir(b, 0o777) // the redis user writes the dumps
 	}
 	wrapperDir := callgrindWrapper(b, outDir)
 	env := []string{"PATH=" + wrapperDir + ":" + os.Getenv("PATH")}
@@ -89,7 +89,7 @@ func callgrindWrapper(b *testing.B, outDir string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := sharedDir(b)
+	dir := realredis.SharedDir(b, 0o755)
 	if err := os.MkdirAll(outDir, 0o777); err != nil {
 		b.Fatal(err)
 	}
@@ -98,21 +98,6 @@ func callgrindWrapper(b *testing.B, outDir string) string {
 	if err := os.WriteFile(filepath.Join(dir, "redis-server"), []byte(script), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	return dir
-}
-
-// sharedDir is a new directory that the redis user can read and write (the entrypoint drops to it when
-// the benchmark runs as root; b.TempDir's parent is private to the benchmark's user), removed at cleanup.
-func sharedDir(b *testing.B) string {
-	b.Helper()
-	dir, err := os.MkdirTemp("", "bench-callgrind-")
-	if err == nil {
-		err = os.Chmod(dir, 0o777)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
 

@@ -167,11 +167,16 @@ func (b *Broker) Client(t testing.TB, user string) *redis.Client {
 }
 
 // sharedTempDir is a temp dir the redis user can traverse; removed at cleanup.
-func sharedTempDir(t testing.TB) string {
+func sharedTempDir(t testing.TB) string { t.Helper(); return SharedDir(t, 0o755) }
+
+// SharedDir is a new directory under the system temp dir with mode (t.TempDir's parent is private to
+// the test's user, where the entrypoint drops to the redis user when the test runs as root: 0o755 to
+// read, 0o777 to write), removed at cleanup.
+func SharedDir(t testing.TB, mode os.FileMode) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "emailclient-realredis-")
 	must(t, err)
-	must(t, os.Chmod(dir, 0o755))
+	must(t, os.Chmod(dir, mode))
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
