@@ -87,25 +87,8 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 		return nil, err
 	}
 	parent := pulumi.Parent(s)
-	image := pulumi.String(args.Container.Image).ToStringOutput()
-	if args.Container.Image == "" {
-		built, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
-			ImageName: pulumi.String(ReferenceWorkerImage(args.Container.Name)),
-			SkipPush:  pulumi.Bool(true),
-			Build: &docker.DockerBuildArgs{
-				Context:    pulumi.String(args.BuildContext),
-				Dockerfile: pulumi.String(filepath.Join(args.BuildContext, "Dockerfile")),
-				Args:       pulumi.StringMap{"BASE_IMAGE": pulumi.String(args.Container.BaseImage)},
-				Platform:   pulumi.String(args.platform()),
-			},
-		}, parent)
-		if err != nil {
-			return nil, fmt.Errorf("emailservice %q: %w", name, err)
-		}
-		image = built.RepoDigest
-	}
 	b := args.Broker
-	env := pulumi.All(b.BrokerURL, b.ResultBackendURL, b.SentinelPassword).ApplyT(func(v []any) []string {
+	env := pulumi.All(b.BrokerURL, b.ResultBackendURL, b.SentinelPassword, b.TLSCA).ApplyT(func(v []any) []string {
 		e := args.Celery.CeleryEnv()
 		e["CELERY_BROKER_URL"], e["CELERY_RESULT_BACKEND"] = v[0].(string), v[1].(string)
 		if b.Topology.Sentinel() {
@@ -114,18 +97,77 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 			e["CELERY_SENTINEL_MASTER_NAME"] = b.Topology.MasterName
 			e["CELERY_SENTINEL_PASSWORD"] = v[2].(string)
 		}
+		if ca := v[3].(string); ca != "" {
+			// Across hosts with topology.tls: the Sentinels and data nodes are reached over TLS, their
+			// certificates verified against this CA.
+			e["CELERY_REDIS_TLS_CA"] = ca
+		}
 		for k, v := range args.Container.WorkerEnv() {
 			e[k] = v
 		}
 		return envList(e)
 	}).(pulumi.StringArrayOutput)
-	c := args.Container
+	// One site and one worker on a single host, with the names it always had; across hosts, the
+	// placement's workers, each host with its own image build.
+	placement := map[string]int{"": 1}
+	if _, single := b.Sites[""]; !single {
+		placement = args.Container.Placement
+		if len(placement) == 0 {
+			placement = map[string]int{b.HostNames[0]: 1}
+		}
+	}
+	hosts := make([]string, 0, len(placement))
+	for h := range placement {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	first := true // the outputs name the first worker
+	images := map[string]pulumi.StringOutput{}
+	if args.Container.Image == "" {
+		var err error
+		if images, err = imagesOn(ctx, imageBuild{resource: name + "-image", tag: ReferenceWorkerImage(args.Container.Name), build: &docker.DockerBuildArgs{
+			Context:    pulumi.String(args.BuildContext),
+			Dockerfile: pulumi.String(filepath.Join(args.BuildContext, "Dockerfile")),
+			Args:       pulumi.StringMap{"BASE_IMAGE": pulumi.String(args.Container.BaseImage)},
+			Platform:   pulumi.String(args.platform()),
+		}}, hosts, b.Sites, parent, b.Registry); err != nil {
+			return nil, fmt.Errorf("emailservice %q: %w", name, err)
+		}
+	}
+	for _, h := range hosts {
+		site := b.Sites[h]
+		opts := pulumi.Composite(site.Options(parent)...)
+		image, built := images[h]
+		if !built {
+			image = pulumi.String(args.Container.Image).ToStringOutput()
+		}
+		for k := 1; k <= placement[h]; k++ {
+			resource, container := name+"-container", args.Container.Name
+			if h != "" {
+				resource, container = fmt.Sprintf("%s-container-%s-%d", name, h, k), fmt.Sprintf("%s-%s-%d", container, h, k)
+			}
+			worker, err := args.worker(ctx, resource, container, image, env, site.Network, opts)
+			if err != nil {
+				return nil, fmt.Errorf("emailservice %q: %w", name, err)
+			}
+			if first {
+				s.ContainerName, s.Image, first = worker.Name, image, false
+			}
+		}
+	}
+	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{"containerName": s.ContainerName, "image": s.Image})
+}
+
+// worker declares one worker container on network, on the engine of opts.
+func (a *EmailServiceArgs) worker(ctx *pulumi.Context, resource, name string, image pulumi.StringOutput, env pulumi.StringArrayOutput,
+	network pulumi.StringOutput, opts pulumi.ResourceOption) (*docker.Container, error) {
+	c := a.Container
 	var tmpfs pulumi.StringMap
 	if c.ReadOnlyRoot {
 		tmpfs = pulumi.StringMap{"/tmp": pulumi.String("rw,noexec,nosuid,size=64m")}
 	}
-	container, err := docker.NewContainer(ctx, name+"-container", &docker.ContainerArgs{
-		Name:    pulumi.String(c.Name),
+	return docker.NewContainer(ctx, resource, &docker.ContainerArgs{
+		Name:    pulumi.String(name),
 		Image:   image,
 		Restart: pulumi.String("unless-stopped"),
 		// The URLs carry the password: the whole env array is secret.
@@ -143,25 +185,23 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 		StopTimeout:         pulumi.Int(c.StopGraceSeconds),
 		DestroyGraceSeconds: pulumi.Int(c.StopGraceSeconds),
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{&docker.ContainerNetworksAdvancedArgs{
-			Name: b.Network,
+			Name: network,
 		}},
 		LogDriver: pulumi.String("json-file"),
-		LogOpts:   logOpts(args.Container.Log),
+		LogOpts:   logOpts(c.Log),
 		// `pulumi up` goes on once the worker takes tasks from Redis (its probe passes).
 		Healthcheck: healthcheckArgs(c.Healthcheck.Command, c.Healthcheck.Healthcheck),
 		Wait:        pulumi.Bool(c.Healthcheck.Waits()),
 		WaitTimeout: pulumi.Int(waitTimeoutSeconds),
-	}, parent,
-		pulumi.DependsOn(b.Containers), // created with wait: true, i.e. healthy
+	}, opts,
+		// The data nodes are created with wait: true, i.e. healthy. In sentinel mode the worker starts
+		// beside the Sentinels rather than after them: it finds the primary through the first one that
+		// answers (retrying until then), and its own probe (a task taken from Redis) holds `pulumi up`
+		// until it does. Deletes keep the order that matters: the worker stops before the data nodes.
+		pulumi.DependsOn(a.Broker.DataNodes),
 		pulumi.DeleteBeforeReplace(true),
 		// A changed probe never reaches a running container in place.
 		pulumi.ReplaceOnChanges([]string{"healthcheck"}))
-	if err != nil {
-		return nil, fmt.Errorf("emailservice %q: %w", name, err)
-	}
-	s.ContainerName = container.Name
-	s.Image = image
-	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{"containerName": s.ContainerName, "image": s.Image})
 }
 
 // maxProcesses is the nproc ulimit of n processes (none when n is 0).
@@ -187,6 +227,8 @@ func (a *EmailServiceArgs) validate() error {
 	var errs []error
 	if a.Broker == nil || a.Broker.Container == nil {
 		errs = append(errs, errors.New("Broker: required (a RedisBroker)"))
+	} else {
+		errs = append(errs, ValidateWorkerPlacement(a.Container.Placement, a.Broker.HostNames))
 	}
 	if a.Container.Image == "" && a.BuildContext == "" {
 		errs = append(errs, errors.New("BuildContext: required when emailService.image is empty"))

@@ -85,7 +85,8 @@ func (a *OpsServicesArgs) validate() error {
 
 func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesArgs) error {
 	c, o, access := args.Container, args.Settings, args.Broker.Ops
-	parent := pulumi.Parent(s)
+	// On the engine of the data node they operate (the initial primary's host across hosts).
+	parent := pulumi.Composite(access.Site.Options(pulumi.Parent(s))...)
 	image, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
 		ImageName: pulumi.String(opsImageName(c)),
 		SkipPush:  pulumi.Bool(true),
@@ -199,7 +200,7 @@ func opsContainer(ctx *pulumi.Context, name, role string, args *OpsServicesArgs,
 		LogOpts:      logOpts(c.Log),
 		Volumes:      volumes,
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{&docker.ContainerNetworksAdvancedArgs{
-			Name: args.Broker.Network, Aliases: aliases,
+			Name: args.Broker.Ops.Site.Network, Aliases: aliases,
 		}},
 		Ports:               ports,
 		StopTimeout:         pulumi.Int(opsStopGraceSeconds),

@@ -3,9 +3,11 @@
 package components
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +70,37 @@ type RedisBrokerArgs struct {
 	// data nodes are replaced one at a time, the replicas first and this node last; not deployed yet,
 	// they are created together.
 	Primary string
+	// Hosts are the Docker hosts of a multi-host broker (sentinel mode only), each with the docker
+	// provider that reaches its engine; Topology.Placement puts the nodes on them (see Topology.Place).
+	// Empty: one host, the stack's default provider.
+	Hosts []HostTarget
+	// Registry, when enabled, is where a multi-host broker's images are pushed once (built on the
+	// first host) and pulled by digest on every host; nil or disabled: each host builds its own.
+	Registry *RegistryAccess
+}
+
+// HostTarget is a host of a multi-host broker and the docker provider of its engine.
+type HostTarget struct {
+	Host
+	Provider pulumi.ProviderResource
+}
+
+// Site is one Docker engine a broker runs on: its docker provider (nil on a single host: the stack's
+// default provider), the broker network there, and the address the other hosts reach its published
+// ports on ("" on a single host).
+type Site struct {
+	Provider pulumi.ProviderResource
+	Network  pulumi.StringOutput
+	Address  string
+	image    pulumi.StringOutput // the Redis image built on this engine
+}
+
+// Options are the resource options of a resource on this engine: parent, and the site's provider.
+func (s Site) Options(parent pulumi.ResourceOption) []pulumi.ResourceOption {
+	if s.Provider == nil {
+		return []pulumi.ResourceOption{parent}
+	}
+	return []pulumi.ResourceOption{parent, pulumi.Provider(s.Provider)}
 }
 
 // RedisBroker is a Redis 7 server deployed as a Celery broker and result backend.
@@ -96,6 +129,9 @@ type RedisBroker struct {
 	MonitorPassword pulumi.StringOutput `pulumi:"monitorPassword"`
 	// SentinelPassword is the Sentinels' password (secret); empty in standalone mode.
 	SentinelPassword pulumi.StringOutput `pulumi:"sentinelPassword"`
+	// TLSCA is the CA certificate (PEM) that clients trust across hosts with topology.tls; empty
+	// without TLS.
+	TLSCA pulumi.StringOutput
 
 	// Topology is the broker's topology (its zero value is standalone).
 	Topology Topology
@@ -105,6 +141,16 @@ type RedisBroker struct {
 	Container *docker.Container
 	// Containers are all containers of the broker; depend on them to start after they are healthy.
 	Containers []pulumi.Resource
+	// DataNodes are the Redis servers that hold the data (Containers without the Sentinels); a client
+	// that finds its primary through the Sentinels depends on these and retries discovery while the
+	// Sentinels start beside it.
+	DataNodes []pulumi.Resource
+	// Sites are the engines the broker runs on, by host name ("" on a single host).
+	Sites map[string]Site
+	// HostNames are the hosts of a multi-host broker in the order given; empty on a single host.
+	HostNames []string
+	// Registry is the registry the broker's images go through (nil: none).
+	Registry *RegistryAccess
 }
 
 // Validate checks the args (and defaults a zero Topology to standalone); keys are reported with the
@@ -120,6 +166,24 @@ func (a *RedisBrokerArgs) Validate() error {
 	if a.Topology.Mode == "" {
 		a.Topology = DefaultTopology()
 	}
+	if len(a.Hosts) > 0 {
+		hosts := make([]Host, len(a.Hosts))
+		for i, h := range a.Hosts {
+			hosts[i] = h.Host
+			if h.Provider == nil {
+				errs = append(errs, fmt.Errorf("Hosts[%d].Provider: required (the docker provider of %s)", i, h.Name))
+			}
+		}
+		errs = append(errs, ValidateHosts(hosts, nil))
+		if !a.Topology.Sentinel() {
+			errs = append(errs, &redisconf.FieldError{Key: "topology.mode", Value: a.Topology.Mode, Accepted: "with hosts the broker is spread over them; accepted: sentinel"})
+		} else {
+			var err error
+			a.Topology, err = a.Topology.Place(hosts)
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, a.Topology.CheckTLS(a.Config, len(a.Hosts) > 0))
 	return errors.Join(append(errs, ValidateBroker(a.Config, a.Container, a.Topology))...)
 }
 
@@ -184,30 +248,18 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 		return err
 	}
 	b.MonitorPassword = monitorPw
-	image, err := docker.NewImage(ctx, name+"-image", &docker.ImageArgs{
-		ImageName: pulumi.String(c.ImageName),
-		SkipPush:  pulumi.Bool(true),
-		Build: &docker.DockerBuildArgs{
-			Context:    pulumi.String(args.BuildContext),
-			Dockerfile: pulumi.String(filepath.Join(args.BuildContext, "Dockerfile")),
-			Args: pulumi.StringMap{"BASE_IMAGE": pulumi.String(c.BaseImage),
-				"REDIS_UID": pulumi.String(strconv.Itoa(c.UID)), "REDIS_GID": pulumi.String(strconv.Itoa(c.GID))},
-			Platform: pulumi.String(c.Platform),
-		},
-	}, parent)
+	sites, err := buildSites(ctx, name, args, parent)
 	if err != nil {
 		return err
 	}
-	network, err := docker.NewNetwork(ctx, name+"-network", &docker.NetworkArgs{
-		Name:   pulumi.String(c.Network),
-		Driver: pulumi.String("bridge"),
-	}, parent, pulumi.DeleteBeforeReplace(true))
-	if err != nil {
-		return err
+	b.Sites, b.Registry = sites, args.Registry
+	for _, h := range args.Hosts {
+		b.HostNames = append(b.HostNames, h.Name)
 	}
-	env := &nodeEnv{args: args, image: image.RepoDigest, network: network.Name, parent: parent}
-	b.Image = image.RepoDigest
-	b.Network = network.Name
+	env := &nodeEnv{args: args, sites: sites, parent: parent}
+	primarySite := sites[siteOf(args, 0)]
+	b.Image = primarySite.image
+	b.Network = primarySite.Network
 	b.Port = pulumi.Int(args.Config.Port).ToIntOutput()
 	b.OpsPassword = opsPw
 	if !t.Sentinel() {
@@ -217,18 +269,20 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 		container, err := env.node(ctx, node{
 			resourceNames: dataNodeResources(name, ""), former: dataNodeResources(name, "-0"),
 			container: c.Name, alias: RedisAlias, volume: c.Volume, hostPath: c.DataHostPath,
-			command: []string{redisconf.ConfigFile}, uploads: uploads, ports: ports(args.Config.Port, c),
+			command: []string{redisconf.ConfigFile}, uploads: uploads, ports: ports(args.Config.Port, c), site: primarySite,
 			stopGrace: c.StopGrace(args.Config), ops: true,
 		})
 		if err != nil {
 			return err
 		}
 		b.Container, b.Containers = container, []pulumi.Resource{container}
+		b.DataNodes = b.Containers
 		b.Host = pulumi.String(RedisAlias).ToStringOutput()
 		b.ContainerName = container.Name
 		b.BrokerURL = celeryURL(celeryPw, args.Config.Port, args.Database)
 		b.ResultBackendURL = b.BrokerURL
 		b.SentinelPassword = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
+		b.TLSCA = pulumi.String("").ToStringOutput()
 		b.Ops = *env.ops
 		return nil
 	}
@@ -237,6 +291,73 @@ func (b *RedisBroker) build(ctx *pulumi.Context, name string, args *RedisBrokerA
 	}
 	b.Ops = *env.ops
 	return nil
+}
+
+// buildSites declares, on every engine of the broker, the broker network, and the Redis image where
+// a data node or a Sentinel runs (without a registry each engine builds its own). A single-host
+// broker has one site, "", on the stack's default provider, with the resource names it always had.
+func buildSites(ctx *pulumi.Context, name string, args *RedisBrokerArgs, parent pulumi.ResourceOption) (map[string]Site, error) {
+	targets := args.Hosts
+	if len(targets) == 0 {
+		targets = []HostTarget{{}}
+	}
+	c := args.Container
+	sites := map[string]Site{}
+	for _, h := range targets {
+		site := Site{Provider: h.Provider, Address: h.Address}
+		sfx := ""
+		if h.Name != "" {
+			sfx = "-" + h.Name
+		}
+		network, err := docker.NewNetwork(ctx, name+"-network"+sfx, &docker.NetworkArgs{
+			Name:   pulumi.String(c.Network),
+			Driver: pulumi.String("bridge"),
+		}, append(site.Options(parent), pulumi.DeleteBeforeReplace(true))...)
+		if err != nil {
+			return nil, err
+		}
+		site.Network = network.Name
+		sites[h.Name] = site
+	}
+	// The Redis image where a data node or a Sentinel runs.
+	var placed []string
+	for _, h := range targets {
+		if h.Name == "" || slices.Contains(args.Topology.Placement.Data, h.Name) || slices.Contains(args.Topology.Placement.Sentinels, h.Name) {
+			placed = append(placed, h.Name)
+		}
+	}
+	images, err := imagesOn(ctx, imageBuild{resource: name + "-image", tag: c.ImageName, build: &docker.DockerBuildArgs{
+		Context:    pulumi.String(args.BuildContext),
+		Dockerfile: pulumi.String(filepath.Join(args.BuildContext, "Dockerfile")),
+		Args: pulumi.StringMap{"BASE_IMAGE": pulumi.String(c.BaseImage),
+			"REDIS_UID": pulumi.String(strconv.Itoa(c.UID)), "REDIS_GID": pulumi.String(strconv.Itoa(c.GID))},
+		Platform: pulumi.String(c.Platform),
+	}}, placed, sites, parent, args.Registry)
+	if err != nil {
+		return nil, err
+	}
+	for h, image := range images {
+		site := sites[h]
+		site.image = image
+		sites[h] = site
+	}
+	return sites, nil
+}
+
+// siteOf is the site of data node i ("" on a single host).
+func siteOf(args *RedisBrokerArgs, i int) string {
+	if len(args.Hosts) == 0 {
+		return ""
+	}
+	return args.Topology.Placement.Data[i]
+}
+
+// sentinelSite is the site of Sentinel j (from 1; "" on a single host).
+func sentinelSite(args *RedisBrokerArgs, j int) string {
+	if len(args.Hosts) == 0 {
+		return ""
+	}
+	return args.Topology.Placement.Sentinels[j-1]
 }
 
 // buildSentinel declares the data nodes (node 0 is the initial primary) and the Sentinels.
@@ -257,22 +378,57 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 	if err != nil {
 		return err
 	}
-	primary := NodeAlias(0)
+	// Nodes find each other by network alias on one host, by host address across hosts, there on
+	// their TLS ports with topology.tls.
+	primary, primarySite := NodeAlias(0), env.sites[siteOf(args, 0)]
+	if primarySite.Address != "" {
+		primary = primarySite.Address
+	}
+	tlsOn := t.TLSOn(len(args.Hosts) > 0)
+	dataPort, sentinelPort := args.Config.Port, redisconf.SentinelPort
+	tlsSeed := pulumi.String("").ToStringOutput()
+	b.TLSCA = tlsSeed
+	if tlsOn {
+		dataPort, sentinelPort = args.Config.TLSPort(), redisconf.SentinelTLSPort
+		// Generated once and never rotated: nodes replaced one at a time by a rotation must keep
+		// trusting each other (see BrokerCA for the certificates' lifetime).
+		if tlsSeed, err = passwordOrGenerated(ctx, name+"-tls-seed", nil, 0, env.parent); err != nil {
+			return err
+		}
+		b.TLSCA = tlsSeed.ApplyT(func(seed string) (string, error) {
+			ca, err := brokerCA(seed, name)
+			if err != nil {
+				return "", err
+			}
+			return ca.CertPEM(), nil
+		}).(pulumi.StringOutput)
+	}
 	dataSfx, sentinelSfx := nodeSuffixes(t)
 	containers := make([]pulumi.Resource, t.Replicas+1)
 	var previous []pulumi.Resource // the node replaced before this one
 	for _, i := range replacementOrder(t, args.Primary) {
+		site := env.sites[siteOf(args, i)]
 		n := redisconf.Node{Announce: NodeAlias(i), MinReplicasToWrite: t.MinReplicasToWrite, MinReplicasMaxLag: t.MinReplicasMaxLag, Replicas: t.Replicas}
-		if i > 0 {
-			n.ReplicaOf = primary
+		var published docker.ContainerPortArray
+		if site.Address != "" {
+			n.Announce, n.AnnouncePort = site.Address, dataPort
+			published = publish(site.Address, dataPort)
 		}
-		uploads := pulumi.All(celeryPw, opsPw, monitorPw, replicaPw, sentinelUserPw, replicaPrev, sentinelUserPrev).ApplyT(func(pws []any) []docker.ContainerUpload {
+		if tlsOn {
+			n.TLSPort = dataPort
+		}
+		if i > 0 {
+			n.ReplicaOf, n.ReplicaOfPort = primary, dataPort
+		}
+		uploads := pulumi.All(celeryPw, opsPw, monitorPw, replicaPw, sentinelUserPw, replicaPrev, sentinelUserPrev, tlsSeed).ApplyT(func(pws []any) ([]docker.ContainerUpload, error) {
 			p := passwords(pws)
 			files := RuntimeFiles(args.Config, p)
 			files[0] = upload(redisconf.ConfigFile, args.Config.RenderNode(n))
 			// Replicas authenticate with the previous rotation's password, which the nodes of both
 			// generations accept while a rotation replaces them one at a time (the same before the first).
-			return append(files, upload(redisconf.SecretsFile, redisconf.SecretsConf(p.ReplicaPrevious)))
+			files = append(files, upload(redisconf.SecretsFile, redisconf.SecretsConf(p.ReplicaPrevious)))
+			tls, err := tlsUploads(pws[7].(string), name, NodeAlias(i), n.Announce)
+			return append(files, tls...), err
 		}).(docker.ContainerUploadArrayOutput)
 		hostPath := ""
 		if c.DataHostPath != "" {
@@ -290,7 +446,7 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 			container: c.Name + suffix, alias: NodeAlias(i), volume: dataVolumeName(c.Volume, suffix, i), hostPath: hostPath,
 			// "node": the entrypoint runs it from a copy in /data that keeps the role the Sentinels gave it.
 			command: []string{"node", redisconf.ConfigFile}, uploads: uploads, stopGrace: c.StopGrace(args.Config),
-			dependsOn: after(args.Primary, previous), ops: i == 0,
+			dependsOn: after(args.Primary, previous), ops: i == 0, site: site, ports: published,
 		})
 		if err != nil {
 			return err
@@ -300,39 +456,79 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		}
 		containers[i], previous = container, []pulumi.Resource{container}
 	}
-	b.Containers = containers
+	b.DataNodes = containers
+	b.Containers = append([]pulumi.Resource(nil), containers...)
 	// The Sentinels depend on the data nodes only: they turn healthy together (quorum), so Pulumi must
 	// create them in parallel, not one after another.
-	dataNodes := append([]pulumi.Resource(nil), b.Containers...)
-	var hosts []string
+	dataNodes := b.DataNodes
+	var hosts, endpoints []string
 	for j := 1; j <= t.Sentinels; j++ {
+		site := env.sites[sentinelSite(args, j)]
 		cfg := redisconf.Sentinel{Announce: SentinelAlias(j), MasterName: t.MasterName, Primary: primary, Port: args.Config.Port,
 			Quorum: t.Quorum, DownAfterMilliseconds: t.DownAfterMilliseconds, FailoverTimeoutMilliseconds: t.FailoverTimeoutMilliseconds}
-		uploads := pulumi.All(sentinelUserPw, sentinelPw).ApplyT(func(pws []any) []docker.ContainerUpload {
-			return []docker.ContainerUpload{
+		var published docker.ContainerPortArray
+		if site.Address != "" {
+			cfg.Announce, cfg.AnnouncePort = site.Address, sentinelPort
+			published = publish(site.Address, sentinelPort)
+		}
+		if tlsOn {
+			cfg.Port, cfg.TLSPort = dataPort, sentinelPort
+		}
+		uploads := pulumi.All(sentinelUserPw, sentinelPw, tlsSeed).ApplyT(func(pws []any) ([]docker.ContainerUpload, error) {
+			tls, err := tlsUploads(pws[2].(string), name, SentinelAlias(j), cfg.Announce)
+			return append([]docker.ContainerUpload{
 				upload(redisconf.SentinelConfigFile, cfg.Render(pws[0].(string), pws[1].(string))),
 				upload(redisconf.SentinelPasswordFile, pws[1].(string)),
-			}
+			}, tls...), err
 		}).(docker.ContainerUploadArrayOutput)
 		suffix := sentinelSfx[j-1]
 		container, err := env.node(ctx, node{
 			resourceNames: resourceNames{resource: name + suffix, runVolume: name + suffix + "-run", dataVolume: name + suffix + "-data"},
 			container:     c.Name + suffix, alias: SentinelAlias(j), volume: c.Volume + suffix,
 			command: []string{"sentinel"}, uploads: uploads, dependsOn: dataNodes, stopGrace: sentinelStopGraceSeconds,
+			site: site, ports: published,
 		})
 		if err != nil {
 			return err
 		}
 		b.Containers = append(b.Containers, container)
-		hosts = append(hosts, SentinelAlias(j))
+		hosts = append(hosts, cfg.Announce)
+		endpoints = append(endpoints, fmt.Sprintf("%s:%d", cfg.Announce, sentinelPort))
 	}
 	b.Host = pulumi.String(strings.Join(hosts, ",")).ToStringOutput()
 	b.BrokerURL = pulumi.ToSecret(celeryPw.ApplyT(func(pw string) string {
-		return SentinelURLs(pw, t.Sentinels, args.Database)
+		return SentinelURLs(pw, endpoints, args.Database)
 	})).(pulumi.StringOutput)
 	b.ResultBackendURL = b.BrokerURL
 	b.SentinelPassword = sentinelPw
 	return nil
+}
+
+// brokerCA is the CA of the broker name, derived from its generated TLS seed.
+func brokerCA(seed, name string) (*BrokerCA, error) {
+	sum := sha256.Sum256([]byte(seed))
+	return NewBrokerCA(sum[:], name)
+}
+
+// tlsUploads are the TLS files of the node or Sentinel alias of the broker name (its certificate for
+// its alias and host address, its key and the CA); none without TLS (seed "").
+func tlsUploads(seed, name, alias, address string) ([]docker.ContainerUpload, error) {
+	if seed == "" {
+		return nil, nil
+	}
+	ca, err := brokerCA(seed, name)
+	if err != nil {
+		return nil, err
+	}
+	cert, key, err := ca.Issue(alias, []string{address, alias})
+	if err != nil {
+		return nil, err
+	}
+	return []docker.ContainerUpload{
+		upload(redisconf.TLSCertFile, cert),
+		upload(redisconf.TLSKeyFile, key),
+		upload(redisconf.TLSCAFile, ca.CertPEM()),
+	}, nil
 }
 
 // after is the dependency of a data node on the one replaced before it: one at a time, so a change
@@ -378,12 +574,13 @@ func NodeAlias(i int) string { return fmt.Sprintf("%s-%d", RedisAlias, i) }
 // SentinelAlias is the network alias of Sentinel j (from 1).
 func SentinelAlias(j int) string { return fmt.Sprintf("sentinel-%d", j) }
 
-// SentinelURLs is the Celery URL of a sentinel topology: one sentinel:// URL per Sentinel, joined by
-// ";" (kombu's syntax); the credentials are the celery user's, used for the primary it finds.
-func SentinelURLs(password string, sentinels, db int) string {
-	urls := make([]string, sentinels)
-	for j := range urls {
-		urls[j] = fmt.Sprintf("sentinel://%s:%s@%s:%d/%d", redisconf.CeleryUser, escapeAll(password), SentinelAlias(j+1), redisconf.SentinelPort, db)
+// SentinelURLs is the Celery URL of a sentinel topology: one sentinel:// URL per Sentinel endpoint
+// (host:port), joined by ";" (kombu's syntax); the credentials are the celery user's, used for the
+// primary it finds.
+func SentinelURLs(password string, endpoints []string, db int) string {
+	urls := make([]string, len(endpoints))
+	for j, e := range endpoints {
+		urls[j] = fmt.Sprintf("sentinel://%s:%s@%s/%d", redisconf.CeleryUser, escapeAll(password), e, db)
 	}
 	return strings.Join(urls, ";")
 }
@@ -392,6 +589,7 @@ func SentinelURLs(password string, sentinels, db int) string {
 // (a volume or a host path, mounted read-only at /data) and its runtime volume (ops.password, mounted
 // read-only at /run/redis).
 type OpsAccess struct {
+	Site         Site // the engine of the data node
 	Addr         string
 	DataVolume   pulumi.StringOutput // empty when DataHostPath is set
 	DataHostPath string
@@ -400,11 +598,10 @@ type OpsAccess struct {
 
 // nodeEnv is what every container of the broker shares.
 type nodeEnv struct {
-	args    *RedisBrokerArgs
-	image   pulumi.StringOutput
-	network pulumi.StringOutput
-	parent  pulumi.ResourceOption
-	ops     *OpsAccess // set by the first data node
+	args   *RedisBrokerArgs
+	sites  map[string]Site
+	parent pulumi.ResourceOption
+	ops    *OpsAccess // set by the first data node
 }
 
 // resourceNames are the Pulumi names of a node's container, run volume and data volume.
@@ -437,21 +634,23 @@ type node struct {
 	dependsOn        []pulumi.Resource
 	stopGrace        int  // seconds from SIGTERM to SIGKILL
 	ops              bool // the data node the operations containers use (node 0)
+	site             Site // the engine it runs on
 }
 
 // node declares one hardened Redis container with its runtime volume (the uploads) and its data
 // volume (or host path).
 func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	c := e.args.Container
+	opts := n.site.Options(e.parent)
 	run, err := docker.NewVolume(ctx, n.runVolume, &docker.VolumeArgs{Name: pulumi.String(runVolumeName(n.container))},
-		e.parent, pulumi.DeleteBeforeReplace(true), was(n.former.runVolume))
+		append(opts, pulumi.DeleteBeforeReplace(true), was(n.former.runVolume))...)
 	if err != nil {
 		return nil, err
 	}
 	first := n.ops
 	if first {
 		e.ops = &OpsAccess{Addr: fmt.Sprintf("%s:%d", n.alias, e.args.Config.Port), DataHostPath: n.hostPath, RunVolume: run.Name,
-			DataVolume: pulumi.String("").ToStringOutput()}
+			DataVolume: pulumi.String("").ToStringOutput(), Site: n.site}
 	}
 	files, err := e.filesCarrier(ctx, n, run.Name)
 	if err != nil {
@@ -465,7 +664,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	} else {
 		// The data volume outlives the stack: `pulumi destroy` must never take queued tasks with it.
 		data, err := docker.NewVolume(ctx, n.dataVolume, &docker.VolumeArgs{Name: pulumi.String(n.volume)},
-			e.parent, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true), pulumi.Protect(e.args.Protect), was(n.former.dataVolume))
+			append(opts, pulumi.RetainOnDelete(true), pulumi.DeleteBeforeReplace(true), pulumi.Protect(e.args.Protect), was(n.former.dataVolume))...)
 		if err != nil {
 			return nil, err
 		}
@@ -476,7 +675,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 	}
 	return docker.NewContainer(ctx, n.resource, &docker.ContainerArgs{
 		Name:    pulumi.String(n.container),
-		Image:   e.image,
+		Image:   n.site.image,
 		Command: pulumi.ToStringArray(n.command),
 		User:    pulumi.String(c.User()),
 		Restart: pulumi.String(c.Restart),
@@ -491,7 +690,7 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		LogOpts:      logOpts(c.Log),
 		Volumes:      volumes,
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{&docker.ContainerNetworksAdvancedArgs{
-			Name:    e.network,
+			Name:    n.site.Network,
 			Aliases: pulumi.StringArray{pulumi.String(n.alias)},
 		}},
 		Ports: n.ports,
@@ -509,11 +708,11 @@ func (e *nodeEnv) node(ctx *pulumi.Context, n node) (*docker.Container, error) {
 		MemoryReservation: pulumi.Int(megabytes(c.MemoryReservation)),
 		Cpus:              optionalString(c.dockerCPUs()),
 		CpuShares:         pulumi.Int(c.CPUShares),
-	}, e.parent,
+	}, append(opts,
 		pulumi.DependsOn(n.dependsOn),
 		was(n.former.resource),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
-		pulumi.ReplaceOnChanges([]string{"healthcheck"}))
+		pulumi.ReplaceOnChanges([]string{"healthcheck"}))...)
 }
 
 // filesCarrier declares the container that places a node's runtime files (n.uploads) in its run
@@ -529,7 +728,7 @@ func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.Str
 	}
 	return docker.NewContainer(ctx, FilesCarrier(n.resource), &docker.ContainerArgs{
 		Name:        pulumi.String(FilesCarrier(n.container)),
-		Image:       e.image,
+		Image:       n.site.image,
 		Command:     pulumi.ToStringArray(n.command),
 		User:        pulumi.String(e.args.Container.User()),
 		Start:       pulumi.Bool(false),
@@ -545,13 +744,13 @@ func (e *nodeEnv) filesCarrier(ctx *pulumi.Context, n node, runVolume pulumi.Str
 			ContainerPath: pulumi.String(redisconf.RunDir)}},
 		// The uploads hold passwords or their hashes: the whole array is secret.
 		Uploads: pulumi.ToSecret(n.uploads).(docker.ContainerUploadArrayOutput),
-	}, e.parent,
+	}, append(n.site.Options(e.parent),
 		was(former),
 		// New files land in the run volume only when their node is next: a node still running reads its
 		// password files (healthcheck, ops tools) against the ACL it started with.
 		pulumi.DependsOn(n.dependsOn),
 		pulumi.DeleteBeforeReplace(true), // fixed container name
-		pulumi.AdditionalSecretOutputs([]string{"uploads"}))
+		pulumi.AdditionalSecretOutputs([]string{"uploads"}))...)
 }
 
 // RuntimeFiles are the files uploaded into /run/redis at container creation: the rendered
@@ -571,7 +770,7 @@ func RuntimeFiles(cfg redisconf.Config, p redisconf.Passwords) []docker.Containe
 // [, replica, sentinel user]).
 func passwords(v []any) redisconf.Passwords {
 	p := redisconf.Passwords{Celery: v[0].(string), Ops: v[1].(string), Monitor: v[2].(string)}
-	if len(v) == 7 {
+	if len(v) >= 7 {
 		p.Replica, p.Sentinel, p.ReplicaPrevious, p.SentinelPrevious = v[3].(string), v[4].(string), v[5].(string), v[6].(string)
 	}
 	return p
@@ -582,8 +781,6 @@ func upload(path, content string) docker.ContainerUpload {
 	return docker.ContainerUpload{File: path, Content: &content, Permissions: pulumi.StringRef("0444")}
 }
 
-// passwordOrGenerated returns the given password, or a generated one (regenerated when rotation
-// changes), always as a secret.
 // rotatingPassword generates an internal user's password (replica, sentinel) in two slots, so that a
 // rotation regenerates one only: it returns the current one (slot rotation%2, generated by this
 // rotation) and the previous one (the other slot, generated by the rotation before; the current one
@@ -604,6 +801,8 @@ func rotatingPassword(ctx *pulumi.Context, name string, rotation int, parent pul
 	return current, previous, err
 }
 
+// passwordOrGenerated returns the given password, or a generated one (regenerated when rotation
+// changes), always as a secret.
 func passwordOrGenerated(ctx *pulumi.Context, name string, given pulumi.StringInput, rotation int, parent pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	if given != nil {
 		return pulumi.ToSecret(given.ToStringOutput()).(pulumi.StringOutput), nil
@@ -692,6 +891,14 @@ func ports(port int, c RedisContainer) docker.ContainerPortArray {
 	}
 	return docker.ContainerPortArray{&docker.ContainerPortArgs{
 		Internal: pulumi.Int(port), External: pulumi.Int(c.HostPort), Ip: pulumi.String(c.HostIP), Protocol: pulumi.String("tcp"),
+	}}
+}
+
+// publish publishes port on the host address addr, the same port number on both sides (a multi-host
+// node: what the host announces is what the other hosts dial).
+func publish(addr string, port int) docker.ContainerPortArray {
+	return docker.ContainerPortArray{&docker.ContainerPortArgs{
+		Internal: pulumi.Int(port), External: pulumi.Int(port), Ip: pulumi.String(addr), Protocol: pulumi.String("tcp"),
 	}}
 }
 

@@ -57,12 +57,18 @@ type RedisContainer struct {
 	StopGraceSeconds int `json:"stopGraceSeconds"`
 }
 
+// DefaultHealthcheckInterval is the probe interval of Redis, the Sentinels and the email-service
+// unless a stack sets one (see Healthcheck for why 3.5s).
+const DefaultHealthcheckInterval = "3.5s"
+
 // Healthcheck is the Docker healthcheck schedule. The seeds probed every 30s; Docker before 25 runs
 // the first probe one interval after start and `pulumi up` waits for it, so every deploy waited half
-// a minute for a Redis that answers within a second. 5s keeps a deploy short and notices a failure in
-// 15s (3 retries) instead of 90s, for one small exec every 5s.
+// a minute for a Redis that answers within a second. The default, 3.5s, is measured, not guessed: the
+// Docker provider checks a waited-for container's health once a second after starting it, so a first
+// probe that ends just before the 4th check (3.5s plus the probe's ~0.1s) holds `pulumi up` 4s where
+// 4s or 5s hold it 5s or 6s (BENCHMARKS.md section 6). A failure shows within about 10s (3 retries).
 type Healthcheck struct {
-	// Interval between checks. Defaults to 5s; a Go duration of at least 1s.
+	// Interval between checks. Defaults to 3.5s; a Go duration of at least 1s.
 	Interval string `json:"interval"`
 	// Timeout of one check. Defaults to 3s; at least 1s and below Interval.
 	Timeout string `json:"timeout"`
@@ -159,11 +165,15 @@ type EmailServiceContainer struct {
 	// unhealthy, for an outside watcher to act on; else 15-86400. Passed as
 	// EMAILWORKER_STALL_EXIT_SECONDS; other images decide this themselves.
 	StallExitSeconds int `json:"stallExitSeconds"`
+	// Placement is, in a multi-host stack, how many workers run on which host (host name to count,
+	// 1-32 each), e.g. {app-1: 2, app-2: 2}. Defaults to one worker on the first host. Each is named
+	// <name>-<host>-<n>. Must be empty on a single host.
+	Placement map[string]int `json:"placement"`
 }
 
 // WorkerHealthcheck is the email-service healthcheck: Docker's schedule and the probe.
 type WorkerHealthcheck struct {
-	// The schedule. Defaults to every 5s, timeout 3s, 3 retries, start period 60s.
+	// The schedule. Defaults to every 3.5s (see Healthcheck), timeout 3s, 3 retries, start period 60s.
 	Healthcheck
 	// Command is the probe in Docker's form: ["CMD", program, args...] or ["CMD-SHELL", "a command"].
 	// Defaults to the reference worker's ["CMD", "/usr/local/bin/emailworker-alive"], which reads the
@@ -200,6 +210,17 @@ type Topology struct {
 	MinReplicasToWrite int `json:"minReplicasToWrite"`
 	// MinReplicasMaxLag is the replica lag, in seconds, that still counts as in sync. Defaults to 10; 1-60.
 	MinReplicasMaxLag int `json:"minReplicasMaxLag"`
+	// Placement puts the data nodes and Sentinels on the hosts of a multi-host stack (see Place);
+	// empty on a single host.
+	Placement Placement `json:"placement"`
+	// TLS encrypts the Redis traffic that crosses hosts (replication, Sentinel gossip and failover
+	// commands, Celery's connections): every data node and Sentinel gets a TLS listener (redis.port+1
+	// and 26380), which alone is published on its host address, with a certificate from a CA the
+	// stack generates (BrokerCA); the plain ports stay on each host's own network (healthchecks,
+	// operations). Defaults to on with hosts; only with hosts (a single host's traffic never leaves
+	// its bridge network). false publishes the plain ports instead, for hosts whose network is already
+	// encrypted (WireGuard, IPsec).
+	TLS *bool `json:"tls"`
 }
 
 // DefaultTopology is a standalone broker; its sentinel fields are the defaults used when Mode is

@@ -2,7 +2,10 @@ package stacks
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -17,23 +20,58 @@ import (
 const livePrimaryTimeout = 10 * time.Second
 
 // LivePrimary asks a deployed Sentinel topology which data node is its primary now: it runs
-// `SENTINEL get-master-addr-by-name` in each Sentinel container on the Docker engine at host (the
-// stack's docker:host) until one answers with a data node's alias. The answer orders the replacement
-// of the data nodes (the primary last). It returns "" with no error when no Sentinel container exists
-// (nothing deployed yet), and "" with an error saying why when it cannot tell.
-func LivePrimary(host string, c components.RedisContainer, t components.Topology) (string, error) {
-	if strings.HasPrefix(host, "ssh://") {
-		return "", fmt.Errorf("docker:host %s: the program asks the Sentinels only over unix:// and tcp:// engines", host)
-	}
+// `SENTINEL get-master-addr-by-name` in each Sentinel container, on the engine of its host (the
+// stack's docker:host, or its host's engine across hosts), until one answers with a data node's alias
+// or, across hosts, its host's address. The answer orders the replacement of the data nodes (the
+// primary last). It returns "" with no error when no Sentinel container exists (nothing deployed
+// yet), and "" with an error saying why when it cannot tell.
+func LivePrimary(s Settings) (string, error) {
+	t := s.Topology
 	ctx, cancel := context.WithTimeout(context.Background(), livePrimaryTimeout)
 	defer cancel()
-	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
-	if err != nil {
-		return "", fmt.Errorf("docker:host %s: %w", host, err)
+	// What a Sentinel may answer, to the data node alias it names.
+	nodes := map[string]string{}
+	for i := 0; i <= t.Replicas; i++ {
+		nodes[components.NodeAlias(i)] = components.NodeAlias(i)
+		if len(s.Hosts) > 0 {
+			nodes[components.HostAddress(s.Hosts, t.Placement.Data[i])] = components.NodeAlias(i)
+		}
 	}
-	defer cli.Close()
 	var errs []string
-	for _, name := range components.SentinelContainerNames(c, t) {
+	clients := map[string]*client.Client{}
+	defer func() {
+		for _, cli := range clients {
+			cli.Close()
+		}
+	}()
+	for j, name := range components.SentinelContainerNames(s.Container, t) {
+		engine := s.DockerHost
+		if len(s.Hosts) > 0 {
+			for _, h := range s.Hosts {
+				if h.Name == t.Placement.Sentinels[j] && h.Docker != "" {
+					engine = h.Docker
+				}
+			}
+		}
+		if strings.HasPrefix(engine, "ssh://") {
+			errs = append(errs, fmt.Sprintf("%s: the program asks the Sentinels only over unix:// and tcp:// engines, not %s", name, engine))
+			continue
+		}
+		cli, ok := clients[engine]
+		if !ok {
+			var err error
+			opts := []client.Opt{client.WithHost(engine), client.WithAPIVersionNegotiation()}
+			if len(s.Hosts) > 0 {
+				if m, tls := s.HostsTLS[t.Placement.Sentinels[j]]; tls {
+					opts = append(opts, withTLSMaterial(m))
+				}
+			}
+			if cli, err = client.NewClientWithOpts(opts...); err != nil {
+				errs = append(errs, fmt.Sprintf("%s: engine %s: %v", name, engine, err))
+				continue
+			}
+			clients[engine] = cli
+		}
 		out, err := dockerexec.Output(ctx, cli, name, "sh", "-c",
 			`REDISCLI_AUTH=$(cat "$0") exec redis-cli --no-auth-warning -p "$1" SENTINEL get-master-addr-by-name "$2"`,
 			redisconf.SentinelPasswordFile, fmt.Sprint(redisconf.SentinelPort), t.MasterName)
@@ -44,16 +82,34 @@ func LivePrimary(host string, c components.RedisContainer, t components.Topology
 			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		alias := strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
-		for i := 0; i <= t.Replicas; i++ {
-			if alias == components.NodeAlias(i) {
-				return alias, nil
-			}
+		answer := strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
+		if alias, ok := nodes[answer]; ok {
+			return alias, nil
 		}
-		errs = append(errs, fmt.Sprintf("%s answered %q, not a data node alias", name, strings.TrimSpace(out)))
+		errs = append(errs, fmt.Sprintf("%s answered %q, not a data node", name, strings.TrimSpace(out)))
 	}
 	if len(errs) == 0 {
 		return "", nil
 	}
 	return "", fmt.Errorf("no Sentinel named the primary: %s", strings.Join(errs, "; "))
+}
+
+// withTLSMaterial is a docker client option that dials a tcp:// engine with TLS from PEM material
+// (hostsTls), as the docker provider does.
+func withTLSMaterial(m components.HostTLS) client.Opt {
+	return func(c *client.Client) error {
+		pair, err := tls.X509KeyPair([]byte(m.Cert), []byte(m.Key))
+		if err != nil {
+			return fmt.Errorf("hostsTls certMaterial/keyMaterial: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(m.CA)) {
+			return fmt.Errorf("hostsTls caMaterial: no PEM certificate")
+		}
+		cfg := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if err := client.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: cfg}})(c); err != nil {
+			return err
+		}
+		return client.WithScheme("https")(c)
+	}
 }

@@ -13,24 +13,28 @@ import (
 
 // Config keys, without the "emailclient-infra:" namespace.
 const (
-	KeyProfile      = "profile"
-	KeyRedis        = "redis"
-	KeyContainer    = "container"
-	KeyTopology     = "topology"
-	KeyOperations   = "operations"
-	KeyRotation     = "passwordRotation"
-	KeyCelery       = "celery"
-	KeyEmailService = "emailService"
-	KeyPassword     = "password"
-	KeyOpsPassword  = "opsPassword"
-	KeyProtect      = "protect"
+	KeyProfile          = "profile"
+	KeyRedis            = "redis"
+	KeyContainer        = "container"
+	KeyTopology         = "topology"
+	KeyOperations       = "operations"
+	KeyRotation         = "passwordRotation"
+	KeyCelery           = "celery"
+	KeyEmailService     = "emailService"
+	KeyPassword         = "password"
+	KeyOpsPassword      = "opsPassword"
+	KeyProtect          = "protect"
+	KeyHosts            = "hosts"
+	KeyHostsTLS         = "hostsTls"
+	KeyRegistry         = "registry"
+	KeyRegistryPassword = "registryPassword"
 	// KeyDockerHost is the docker provider's own key (another namespace): the program reads it to
 	// require that the stack names its engine.
 	KeyDockerHost = "docker:host"
 )
 
 // Keys lists every config key the program reads.
-var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyOperations, KeyRotation, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword, KeyProtect, KeyDockerHost}
+var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyOperations, KeyRotation, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword, KeyProtect, KeyHosts, KeyHostsTLS, KeyRegistry, KeyRegistryPassword, KeyDockerHost}
 
 // Source gives raw config values: objects arrive as JSON, as Pulumi passes them to programs.
 type Source interface {
@@ -93,12 +97,12 @@ func Load(stack string, src Source) (Settings, error) {
 		return Settings{}, fmt.Errorf("%s: %q is not accepted; accepted: %s (set %s:profile for stacks with other names)", key, profile, strings.Join(Profiles, ", "), Project)
 	}
 	var errs []error
-	for key, target := range map[string]any{KeyRedis: &s.Redis, KeyContainer: &s.Container, KeyTopology: &s.Topology, KeyOperations: &s.Operations, KeyRotation: &s.PasswordRotation, KeyCelery: &s.Celery, KeyEmailService: &s.EmailService, KeyProtect: &s.Protect} {
+	for key, target := range map[string]any{KeyRedis: &s.Redis, KeyContainer: &s.Container, KeyTopology: &s.Topology, KeyOperations: &s.Operations, KeyRotation: &s.PasswordRotation, KeyCelery: &s.Celery, KeyEmailService: &s.EmailService, KeyProtect: &s.Protect, KeyHosts: &s.Hosts, KeyRegistry: &s.Registry} {
 		if err := decodeObject(src, key, target); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for key, target := range map[string]*string{KeyPassword: &s.Password, KeyOpsPassword: &s.OpsPassword} {
+	for key, target := range map[string]*string{KeyPassword: &s.Password, KeyOpsPassword: &s.OpsPassword, KeyRegistryPassword: &s.RegistryPassword} {
 		v, ok, err := src.Lookup(key)
 		switch {
 		case err != nil:
@@ -109,6 +113,11 @@ func Load(stack string, src Source) (Settings, error) {
 			*target = v
 		}
 	}
+	if _, ok, _ := src.Lookup(KeyHostsTLS); ok && !src.IsSecret(KeyHostsTLS) {
+		errs = append(errs, fmt.Errorf("%s: is set in plain text; accepted: a secret object, set with `pulumi config set --secret --path '%s.<host>.keyMaterial' \"$(cat key.pem)\"`", KeyHostsTLS, KeyHostsTLS))
+	} else if err := decodeObject(src, KeyHostsTLS, &s.HostsTLS); err != nil {
+		errs = append(errs, err)
+	}
 	if host, _, err := src.Lookup(KeyDockerHost); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", KeyDockerHost, err))
 	} else {
@@ -116,6 +125,9 @@ func Load(stack string, src Source) (Settings, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Settings{}, err
+	}
+	if len(s.Hosts) > 0 && s.Topology.Sentinel() {
+		s.Topology, _ = s.Topology.Place(s.Hosts) // its errors are Validate's
 	}
 	if err := s.Validate(); err != nil {
 		return Settings{}, err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/emailclient/emailclient-infra/components"
@@ -53,6 +54,10 @@ func Program(ctx *pulumi.Context) error {
 		ctx.Export("sentinelPassword", b.SentinelPassword)
 		ctx.Export("sentinelMasterName", pulumi.String(b.Topology.MasterName))
 	}
+	if b.Topology.TLSOn(len(b.HostNames) > 0) {
+		// The CA that Celery clients outside the stack trust for the TLS ports (a certificate: public).
+		ctx.Export("redisTlsCa", pulumi.Unsecret(b.TLSCA))
+	}
 	if d.EmailService != nil {
 		ctx.Export("emailServiceContainer", d.EmailService.ContainerName)
 	}
@@ -65,6 +70,30 @@ func Program(ctx *pulumi.Context) error {
 // PrimaryOf finds the current primary of a deployed Sentinel topology: LivePrimary. Tests of the
 // declared resources replace it, since a program run with mocks must not reach a Docker engine.
 var PrimaryOf = LivePrimary
+
+// hostTargets declares one docker provider per host of a multi-host stack (none on a single host,
+// which uses the default provider and docker:host).
+func hostTargets(ctx *pulumi.Context, s Settings) ([]components.HostTarget, error) {
+	var out []components.HostTarget
+	for _, h := range s.Hosts {
+		args := &docker.ProviderArgs{Host: pulumi.String(h.Docker), SshOpts: pulumi.ToStringArray(h.SSHOpts)}
+		if r := s.Registry; r.Enabled() && r.Username != "" {
+			args.RegistryAuth = docker.ProviderRegistryAuthArray{&docker.ProviderRegistryAuthArgs{Address: pulumi.String(r.Server),
+				Username: pulumi.String(r.Username), Password: secretOrNil(s.RegistryPassword).ToStringOutput().ToStringPtrOutput()}}
+		}
+		if m, ok := s.HostsTLS[h.Name]; ok {
+			args.CaMaterial = pulumi.ToSecret(pulumi.String(m.CA)).(pulumi.StringOutput)
+			args.CertMaterial = pulumi.ToSecret(pulumi.String(m.Cert)).(pulumi.StringOutput)
+			args.KeyMaterial = pulumi.ToSecret(pulumi.String(m.Key)).(pulumi.StringOutput)
+		}
+		p, err := docker.NewProvider(ctx, "docker-"+h.Name, args)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, components.HostTarget{Host: h, Provider: p})
+	}
+	return out, nil
+}
 
 // Deploy loads and validates the stack's settings (before any resource is registered), then builds
 // the RedisBroker and, unless disabled, the email-service.
@@ -80,12 +109,18 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 	primary := ""
 	if s.Topology.Sentinel() {
 		var err error
-		if primary, err = PrimaryOf(s.DockerHost, s.Container, s.Topology); err != nil {
+		if primary, err = PrimaryOf(s); err != nil {
 			primary = components.NodeAlias(0)
 			_ = ctx.Log.Warn(fmt.Sprintf("%v; the data nodes are replaced one at a time in the initial order (%s last)", err, primary), nil)
 		}
 	}
+	hosts, err := hostTargets(ctx, s)
+	if err != nil {
+		return nil, err
+	}
 	broker, err := components.NewRedisBroker(ctx, "broker", &components.RedisBrokerArgs{
+		Hosts:          hosts,
+		Registry:       &components.RegistryAccess{Registry: s.Registry, Password: secretOrNil(s.RegistryPassword)},
 		Config:         s.Redis,
 		Container:      s.Container,
 		Database:       s.Celery.Database,

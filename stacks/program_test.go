@@ -119,7 +119,7 @@ func TestRedisContainerDev(t *testing.T) {
 
 	hc := c["healthcheck"].ObjectValue()
 	assert.Equal(t, []string{"CMD", components.HealthcheckCommand}, strs(hc["tests"]))
-	assert.Equal(t, "5s", hc["interval"].StringValue())
+	assert.Equal(t, "3.5s", hc["interval"].StringValue())
 	assert.Equal(t, "3s", hc["timeout"].StringValue())
 	assert.Equal(t, float64(3), hc["retries"].NumberValue())
 	assert.Equal(t, "30s", hc["startPeriod"].StringValue())
@@ -294,7 +294,7 @@ func TestEmailServiceIsWaitedOnByItsHeartbeatProbe(t *testing.T) {
 	c := get(t, run(t, "dev", declared.Options{}), declared.ContainerType, "email-service-container")
 	assert.Equal(t, map[string]any{
 		"tests":    []any{"CMD", components.WorkerAliveCommand},
-		"interval": "5s", "timeout": "3s", "retries": 3.0, "startPeriod": "1m0s", // as the provider reads 60s back
+		"interval": "3.5s", "timeout": "3s", "retries": 3.0, "startPeriod": "1m0s", // as the provider reads 60s back
 	}, c["healthcheck"].Mappable())
 	assert.True(t, c["wait"].BoolValue(), "pulumi up waits until the worker takes tasks from Redis")
 	assert.Equal(t, 180.0, c["waitTimeout"].NumberValue())

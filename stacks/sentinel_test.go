@@ -106,9 +106,10 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 	assert.Equal(t, "emailclient", env["CELERY_SENTINEL_MASTER_NAME"])
 	assert.Equal(t, sentinelPw, env["CELERY_SENTINEL_PASSWORD"])
 	deps := resOf(t, r, "email-service-container").DependsOn
-	for _, want := range []string{"broker-redis-0", "broker-redis-2", "broker-sentinel-3"} {
-		assert.Contains(t, deps, want)
+	for _, want := range []string{"broker-redis-0", "broker-redis-1", "broker-redis-2"} {
+		assert.Contains(t, deps, want, "the worker starts after the data nodes are healthy")
 	}
+	assert.NotContains(t, deps, "broker-sentinel-1", "and beside the Sentinels, not after them")
 }
 
 func TestStandaloneHasNoSentinelSettings(t *testing.T) {

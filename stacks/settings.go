@@ -50,6 +50,26 @@ type Settings struct {
 	// key (unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host). Required, so that a stack
 	// never lands on whatever DOCKER_HOST or context the shell has; the stack files set it.
 	DockerHost string `json:"-"`
+	// Hosts spread a sentinel topology over several Docker hosts (key "hosts"): one docker provider
+	// per host, the nodes placed by topology.placement, the workers by emailService.placement. Empty
+	// (the default): one host, docker:host.
+	Hosts []components.Host `json:"-"`
+	// HostsTLS is the TLS material of tcp:// hosts by host name (key "hostsTls", a secret object).
+	HostsTLS map[string]components.HostTLS `json:"-"`
+	// Registry, on a multi-host stack, builds each image once and runs it by digest on every host
+	// (key "registry"); its password is the "registryPassword" secret. Defaults to none: each host builds.
+	Registry components.Registry `json:"-"`
+	// RegistryPassword is the registry password (key "registryPassword", a secret).
+	RegistryPassword string `json:"-"`
+}
+
+// HostNames are the names of Hosts, in order.
+func (s Settings) HostNames() []string {
+	var names []string
+	for _, h := range s.Hosts {
+		names = append(names, h.Name)
+	}
+	return names
 }
 
 // Defaults returns the settings of a profile (dev or prod) for a stack, or false for an unknown
@@ -72,10 +92,11 @@ func Defaults(profile, stack string) (Settings, bool) {
 			Volume:      scope + "-redis-data",
 			HostIP:      "127.0.0.1",
 			Restart:     "unless-stopped",
-			Healthcheck: components.Healthcheck{Interval: "5s", Timeout: "3s", Retries: 3, StartPeriod: "30s"},
+			Healthcheck: components.Healthcheck{Interval: components.DefaultHealthcheckInterval, Timeout: "3s", Retries: 3, StartPeriod: "30s"},
 			Log:         components.LogRotation{MaxSize: "10m", MaxFile: 3},
 		},
 		Topology:   components.DefaultTopology(),
+		Registry:   components.Registry{Repository: "emailclient"},
 		Operations: components.DefaultOperations(),
 		Celery: components.Celery{
 			Database:           0,
@@ -101,7 +122,7 @@ func Defaults(profile, stack string) (Settings, bool) {
 			ReadOnlyRoot:     true,
 			Log:              components.LogRotation{MaxSize: "10m", MaxFile: 3},
 			Healthcheck: components.WorkerHealthcheck{
-				Healthcheck: components.Healthcheck{Interval: "5s", Timeout: "3s", Retries: 3, StartPeriod: "60s"},
+				Healthcheck: components.Healthcheck{Interval: components.DefaultHealthcheckInterval, Timeout: "3s", Retries: 3, StartPeriod: "60s"},
 				Command:     []string{"CMD", components.WorkerAliveCommand},
 			},
 			StallExitSeconds: 120,

@@ -30,6 +30,9 @@ func (s Settings) Validate() error {
 		checkPassword(KeyPassword, s.Password, s.Profile),
 		checkPassword(KeyOpsPassword, s.OpsPassword, s.Profile),
 	}
+	if s.RegistryPassword != "" && s.Registry.Username == "" {
+		errs = append(errs, &redisconf.FieldError{Key: KeyRegistryPassword, Value: "<secret>", Accepted: "it is used with registry.username; accepted: set registry.username too, or unset registryPassword"})
+	}
 	fail := func(key string, value any, accepted string) {
 		errs = append(errs, &redisconf.FieldError{Key: key, Value: value, Accepted: accepted})
 	}
@@ -40,8 +43,25 @@ func (s Settings) Validate() error {
 	if s.Celery.ResultExpires == 0 && strings.HasPrefix(s.Redis.MaxMemoryPolicy, "volatile-") {
 		fail("celery.resultExpires", 0, "with redis.maxmemoryPolicy "+s.Redis.MaxMemoryPolicy+" results must expire (they are the only evictable keys); accepted: 1 to 31536000 seconds")
 	}
-	if err := checkDockerHost(s.DockerHost); err != nil {
-		errs = append(errs, err)
+	if len(s.Hosts) == 0 {
+		if err := checkDockerHost(s.DockerHost); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		errs = append(errs, components.ValidateHosts(s.Hosts, s.HostsTLS))
+		if !s.Topology.Sentinel() {
+			fail("topology.mode", s.Topology.Mode, "with hosts the broker is spread over them and Sentinel fails it over; accepted: sentinel")
+		} else if _, err := s.Topology.Place(s.Hosts); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, s.Topology.CheckTLS(s.Redis, len(s.Hosts) > 0))
+	errs = append(errs, s.Registry.Validate(s.Hosts, s.RegistryPassword))
+	if len(s.Hosts) == 0 && (len(s.Topology.Placement.Data) > 0 || len(s.Topology.Placement.Sentinels) > 0) {
+		fail("topology.placement", s.Topology.Placement, "a placement needs the hosts setting; accepted: empty on a single host")
+	}
+	if s.EmailService.Enabled {
+		errs = append(errs, components.ValidateWorkerPlacement(s.EmailService.Placement, s.HostNames()))
 	}
 	if e := s.EmailService; e.Enabled && s.Profile == "prod" && !components.PinnedImage(e.Image) {
 		fail("emailService.image", e.Image, "required in prod, pinned: a digest reference such as ghcr.io/acme/email-service@sha256:<64 hex digits> "+

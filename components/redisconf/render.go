@@ -76,15 +76,26 @@ func renderDirectives(directives []Directive) string {
 	var b strings.Builder
 	b.WriteString("# redis.conf rendered by emailclient-infra from the stack settings; do not edit.\n")
 	b.WriteString("# Print it with: go run ./deployment/cmd/redis-config --stack <dev|prod>\n")
-	for _, d := range directives {
+	for _, line := range renderDirectivesLines(directives) {
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// renderDirectivesLines renders each directive as one redis.conf line.
+func renderDirectivesLines(directives []Directive) []string {
+	lines := make([]string, len(directives))
+	for i, d := range directives {
+		var b strings.Builder
 		b.WriteString(d.Name)
 		for _, a := range d.Args {
 			b.WriteByte(' ')
 			b.WriteString(quoteArg(a))
 		}
-		b.WriteByte('\n')
+		lines[i] = b.String()
 	}
-	return b.String()
+	return lines
 }
 
 // quoteArg quotes an argument for redis.conf when it is empty or holds a space; validated values hold

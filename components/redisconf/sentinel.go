@@ -21,14 +21,27 @@ const (
 	SentinelPasswordFile = RunDir + "/sentinel.password"
 	// SentinelPort is the port every Sentinel listens on.
 	SentinelPort = 26379
+	// SentinelTLSPort is a Sentinel's TLS port, the one published across hosts with TLS on.
+	SentinelTLSPort = SentinelPort + 1
 )
+
+// TLSPort is a data node's TLS port, the one published across hosts with TLS on: Port+1.
+func (c Config) TLSPort() int { return c.Port + 1 }
 
 // Node is one data node of a sentinel topology.
 type Node struct {
-	// Announce is the node's network alias, announced to the Sentinels and replicas.
+	// Announce is the node's network alias (its host's address across hosts), announced to the
+	// Sentinels and replicas.
 	Announce string
-	// ReplicaOf is the primary's alias; empty for the initial primary.
+	// AnnouncePort is the port announced with it (the published port across hosts); 0: the node's own.
+	AnnouncePort int
+	// TLSPort, when set, adds a TLS listener on that port (the one published to the other hosts) and
+	// makes replication use TLS: see TLSDirectives.
+	TLSPort int
+	// ReplicaOf is the primary's alias (address across hosts); empty for the initial primary.
 	ReplicaOf string
+	// ReplicaOfPort is the primary's port as this node reaches it (its TLS port with TLS); 0: Port.
+	ReplicaOfPort int
 	// MinReplicasToWrite makes the primary refuse writes (loudly) unless this many replicas are
 	// connected with a lag of at most MinReplicasMaxLag seconds; it bounds what a failover can lose.
 	MinReplicasToWrite int
@@ -55,8 +68,18 @@ func (c Config) NodeDirectives(n Node) []Directive {
 		d("min-replicas-to-write", strconv.Itoa(n.MinReplicasToWrite)),
 		d("min-replicas-max-lag", strconv.Itoa(n.MinReplicasMaxLag)),
 	)
+	if n.AnnouncePort != 0 {
+		out = append(out, d("replica-announce-port", strconv.Itoa(n.AnnouncePort)))
+	}
+	if n.TLSPort != 0 {
+		out = append(out, TLSDirectives(n.TLSPort)...)
+	}
 	if n.ReplicaOf != "" {
-		out = append(out, d("replicaof", n.ReplicaOf, strconv.Itoa(c.Port)))
+		port := n.ReplicaOfPort
+		if port == 0 {
+			port = c.Port
+		}
+		out = append(out, d("replicaof", n.ReplicaOf, strconv.Itoa(port)))
 	}
 	return out
 }
@@ -71,8 +94,13 @@ func SecretsConf(replicaPassword string) string {
 
 // Sentinel is the configuration of one Sentinel.
 type Sentinel struct {
-	// Announce is the Sentinel's network alias.
+	// Announce is the Sentinel's network alias (its host's address across hosts).
 	Announce string
+	// AnnouncePort is the port announced with it (the published port across hosts); 0: SentinelPort.
+	AnnouncePort int
+	// TLSPort, when set, adds a TLS listener (announced as AnnouncePort) and makes the Sentinel reach
+	// the data nodes and the other Sentinels over TLS (see TLSDirectives).
+	TLSPort int
 	// MasterName is the name Celery asks the Sentinels for.
 	MasterName string
 	// Primary is the initial primary's alias; Port its port.
@@ -103,13 +131,21 @@ func (s Sentinel) Render(sentinelUserPassword, sentinelPassword string) string {
 		"sentinel resolve-hostnames yes",
 		"sentinel announce-hostnames yes",
 		"sentinel announce-ip " + s.Announce,
+	}
+	if s.AnnouncePort != 0 {
+		lines = append(lines, "sentinel announce-port "+strconv.Itoa(s.AnnouncePort))
+	}
+	if s.TLSPort != 0 {
+		lines = append(lines, renderDirectivesLines(TLSDirectives(s.TLSPort))...)
+	}
+	lines = append(lines,
 		fmt.Sprintf("sentinel monitor %s %s %d %d", m, s.Primary, s.Port, s.Quorum),
 		fmt.Sprintf("sentinel auth-user %s %s", m, SentinelUser),
 		fmt.Sprintf("sentinel auth-pass %s %s", m, confQuote(sentinelUserPassword)),
 		fmt.Sprintf("sentinel down-after-milliseconds %s %d", m, s.DownAfterMilliseconds),
 		fmt.Sprintf("sentinel failover-timeout %s %d", m, s.FailoverTimeoutMilliseconds),
 		fmt.Sprintf("sentinel parallel-syncs %s 1", m),
-	}
+	)
 	return strings.Join(lines, "\n") + "\n"
 }
 
@@ -131,4 +167,30 @@ func confQuote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// TLS files of a node or Sentinel of a multi-host topology, uploaded with the others.
+const (
+	// TLSCertFile and TLSKeyFile are the node's certificate (signed by the broker's CA, naming its host
+	// address) and key; the key is as secret as a password.
+	TLSCertFile = RunDir + "/tls.crt"
+	TLSKeyFile  = RunDir + "/tls.key"
+	// TLSCAFile is the broker's CA certificate, which every node and client trusts.
+	TLSCAFile = RunDir + "/tls-ca.crt"
+)
+
+// TLSDirectives add a TLS listener on port next to the plain one, which stays for the containers on
+// the host's own network (healthcheck, operations) and is not published. Replication and Sentinel's
+// connections to data nodes and to other Sentinels use TLS (tls-replication). Clients authenticate
+// with their ACL password as on the plain port: no client certificate is asked for.
+func TLSDirectives(port int) []Directive {
+	d := func(name string, args ...string) Directive { return Directive{Name: name, Args: args} }
+	return []Directive{
+		d("tls-port", strconv.Itoa(port)),
+		d("tls-cert-file", TLSCertFile),
+		d("tls-key-file", TLSKeyFile),
+		d("tls-ca-cert-file", TLSCAFile),
+		d("tls-auth-clients", "no"),
+		d("tls-replication", "yes"),
+	}
 }

@@ -102,11 +102,11 @@ func TestMetricsFollowRedis(t *testing.T) {
 		t.Error("backup age reported with no backup")
 	}
 
-	// Redis changes: 2000 keys, the celery queue grows by 5, a new queue is bound.
+	// Redis changes: 2000 keys of 1000 bytes, the celery queue grows by 5, a new queue is bound.
 	ctx := context.Background()
 	p := client.Pipeline()
 	for i := 0; i < 2000; i++ {
-		p.Set(ctx, fmt.Sprintf("added:%d", i), strings.Repeat("v", 100), 0)
+		p.Set(ctx, fmt.Sprintf("added:%d", i), strings.Repeat("v", 1000), 0) // ~2 MB: well above the client buffers' swing
 	}
 	for i := 0; i < 5; i++ {
 		p.LPush(ctx, "celery", fmt.Sprintf(`{"body":"more%d"}`, i))

@@ -180,6 +180,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"visibility below time limit", with(env, "CELERY_BROKER_VISIBILITY_TIMEOUT", "3600"), "CELERY_BROKER_VISIBILITY_TIMEOUT (3600) must exceed CELERY_TASK_TIME_LIMIT (3600)"},
 		{"soft limit above hard", with(env, "CELERY_TASK_SOFT_TIME_LIMIT", "4000"), "CELERY_TASK_SOFT_TIME_LIMIT (4000) must be below"},
 		{"bad log level", with(env, "CELERY_LOG_LEVEL", "verbose"), "CELERY_LOG_LEVEL must be one of"},
+		{"TLS CA not a certificate", with(env, "CELERY_REDIS_TLS_CA", "not-a-pem"), "CELERY_REDIS_TLS_CA must be a PEM certificate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

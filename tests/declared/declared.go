@@ -40,6 +40,9 @@ type Resource struct {
 	Protect             bool
 	// Aliases are the former names the resource declares (pulumi.Aliases by name).
 	Aliases []string
+	// Provider is the logical name of the explicit provider the resource is declared with ("" for the
+	// default provider), e.g. docker-db-1 on a host of a multi-host stack.
+	Provider string
 }
 
 // Options change a run.
@@ -86,7 +89,7 @@ var livePrimary string
 
 func init() {
 	// A program run with mocks reaches no Docker engine: it finds what Options.LivePrimary says.
-	stacks.PrimaryOf = func(string, components.RedisContainer, components.Topology) (string, error) { return livePrimary, nil }
+	stacks.PrimaryOf = func(stacks.Settings) (string, error) { return livePrimary, nil }
 }
 
 func Run(stack string, opts Options) (*Result, error) {
@@ -197,6 +200,9 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 			if spec := a.GetSpec(); spec != nil {
 				res.Aliases = append(res.Aliases, spec.GetName())
 			}
+		}
+		if p := rpc.GetProvider(); p != "" { // a provider reference: <urn>::<id>
+			res.Provider = resource.URN(p[:strings.LastIndex(p, "::")]).Name()
 		}
 		for _, urn := range rpc.GetAliasURNs() {
 			res.Aliases = append(res.Aliases, resource.URN(urn).Name())

@@ -79,10 +79,11 @@ type ApplyOptions struct {
 	HealthyTimeout time.Duration
 	// DependsOn, when set, gives the logical names each container (logical name) depends on, e.g. a
 	// declared.Resource's DependsOn; names that are not declared containers are ignored. Containers are
-	// then created in dependency levels, as Pulumi creates independent resources in parallel: every
-	// container of a level is created and started before any of them is waited for (`wait: true`), so
-	// containers that only become healthy together (Sentinels and their quorum) can. A dependency cycle
-	// fails the test. When nil, containers are created and awaited one by one in declaration order.
+	// then created as Pulumi creates them, each as soon as what it depends on is done (created, or
+	// healthy with `wait: true`): every container that can be created is created and started before
+	// any is waited for, so containers that only become healthy together (Sentinels and their quorum,
+	// a worker that finds its primary through them) can. A dependency cycle fails the test. When nil,
+	// containers are created and awaited one by one in declaration order.
 	DependsOn map[string][]string
 }
 
@@ -265,25 +266,51 @@ func Apply(t testing.TB, resources []Resource, opts ApplyOptions) *Deployment {
 		}
 		return d
 	}
-	levels, err := d.levels(opts.DependsOn)
-	if err != nil {
+	if _, err := d.levels(opts.DependsOn); err != nil {
 		t.Fatalf("dockertest: %v", err)
 	}
-	for _, level := range levels {
-		started := time.Now()
-		for _, c := range level {
-			d.create(t, c)
-			d.startNoWait(t, c)
+	// As the engine does: a container is created as soon as every container it depends on is done;
+	// one that is not waited for is done once created (and started), one with `wait: true` once
+	// healthy. Each wave creates and starts all it can before it waits for any.
+	done := map[*ctrRes]bool{}
+	ready := func(c *ctrRes) bool {
+		for _, name := range opts.DependsOn[c.logical] {
+			if dep := d.byName[name]; dep != nil && dep != c && !done[dep] {
+				return false
+			}
 		}
-		for _, c := range level {
-			d.awaitStarted(t, c, started)
+		return true
+	}
+	for len(done) < len(d.ctrs) {
+		waiting, startedAt := []*ctrRes(nil), map[*ctrRes]time.Time{}
+		for progress := true; progress; {
+			progress = false
+			for _, c := range d.ctrs {
+				if _, started := startedAt[c]; done[c] || started || !ready(c) {
+					continue
+				}
+				d.create(t, c)
+				startedAt[c] = time.Now()
+				d.startNoWait(t, c)
+				if c.start && c.wait {
+					waiting = append(waiting, c)
+				} else {
+					d.awaitStarted(t, c, startedAt[c])
+					done[c] = true
+				}
+				progress = true
+			}
+		}
+		for _, c := range waiting {
+			d.awaitStarted(t, c, startedAt[c])
+			done[c] = true
 		}
 	}
 	return d
 }
 
 // levels groups the containers by dependency level (level 0 depends on no declared container), each
-// level in declaration order.
+// level in declaration order; Apply uses it to refuse a dependency cycle before creating anything.
 func (d *Deployment) levels(deps map[string][]string) ([][]*ctrRes, error) {
 	level := map[*ctrRes]int{}
 	const visiting = -1

@@ -15,6 +15,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/emailclient/emailclient-infra/tests/tiers"
 )
@@ -64,7 +70,10 @@ type Cluster struct {
 	Hosts  []*Host
 	Bridge string // the bridge in the machine's namespace
 	Subnet string // e.g. 10.77.23.0/24; the bridge has .1
-	id     string
+	// Registry is the host:port of the plain-HTTP image registry StartWithRegistry serves on the
+	// bridge (every engine trusts it as an insecure registry); "" without one.
+	Registry string
+	id       string
 }
 
 // Host is one Docker engine in its own network namespace.
@@ -84,6 +93,18 @@ type Host struct {
 // engine. The hosts, their engines and the network are removed when the test ends.
 func Start(t testing.TB, n int, images ...string) *Cluster {
 	t.Helper()
+	return start(t, n, false, images)
+}
+
+// StartWithRegistry is Start with an image registry (an in-memory one, go-containerregistry's, served
+// by the test on the bridge's address) that every engine trusts: Cluster.Registry.
+func StartWithRegistry(t testing.TB, n int, images ...string) *Cluster {
+	t.Helper()
+	return start(t, n, true, images)
+}
+
+func start(t testing.TB, n int, withRegistry bool, images []string) *Cluster {
+	t.Helper()
 	Require(t)
 	sweep()
 	c := &Cluster{id: randomID()}
@@ -98,6 +119,16 @@ func Start(t testing.TB, n int, images ...string) *Cluster {
 	// The machine's engine sets the FORWARD policy to DROP, and bridged frames pass that chain
 	// (br_netfilter): let the hosts' traffic through this bridge.
 	must(t, run("iptables", append([]string{"-I"}, forwardRule(c.Bridge)...)...))
+	daemonJSON := "{}\n"
+	if withRegistry {
+		l, err := net.Listen("tcp", fmt.Sprintf("10.77.%d.1:0", octet))
+		must(t, err)
+		srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		c.Registry = l.Addr().String()
+		daemonJSON = fmt.Sprintf("{\"insecure-registries\": [%q]}\n", c.Registry)
+	}
 	driver, mtu := mainEngineSettings(t)
 	for i := 1; i <= n; i++ {
 		h := &Host{
@@ -117,7 +148,7 @@ func Start(t testing.TB, n int, images ...string) *Cluster {
 		must(t, run("ip", "-n", h.netns, "link", "set", "eth0", "up"))
 		must(t, run("ip", "-n", h.netns, "link", "set", "lo", "up"))
 		must(t, run("ip", "-n", h.netns, "route", "add", "default", "via", fmt.Sprintf("10.77.%d.1", octet)))
-		must(t, os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644))
+		must(t, os.WriteFile(filepath.Join(dir, "daemon.json"), []byte(daemonJSON), 0o644))
 		h.args = []string{"--net=/run/netns/" + h.netns, "dockerd",
 			"--config-file", filepath.Join(dir, "daemon.json"),
 			"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),

@@ -11,6 +11,7 @@ Values (secrets included) are never echoed in error messages.
 """
 
 import os
+import ssl
 from urllib.parse import unquote, urlsplit
 
 from celery import Celery
@@ -102,6 +103,17 @@ def _sentinel_options(env, broker_url):
     return options
 
 
+def _tls_options(env):
+    """Connection settings for Redis servers reached over TLS, whose certificates must verify against
+    the CA in CELERY_REDIS_TLS_CA (PEM; set across hosts with topology.tls); None when it is unset."""
+    ca = env.get("CELERY_REDIS_TLS_CA", "").strip()
+    if not ca:
+        return None
+    if "-----BEGIN CERTIFICATE-----" not in ca:
+        raise ConfigError("CELERY_REDIS_TLS_CA must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_data": ca + "\n"}
+
+
 def _int(env, name, minimum):
     raw = _raw(env, name)
     try:
@@ -170,9 +182,17 @@ def settings_from_env(env=None):
         "retry_on_timeout": True,
     }
     transport_options.update(_sentinel_options(env, broker_url))
+    tls = _tls_options(env)
+    if tls and "master_name" in transport_options:
+        # The Sentinels are asked over TLS too (redis-py's Redis(ssl=True, ...) keyword names).
+        sentinel_kwargs = transport_options.setdefault("sentinel_kwargs", {})
+        sentinel_kwargs.update(ssl=True, ssl_cert_reqs="required", ssl_ca_data=tls["ssl_ca_data"])
     if result_backend.startswith("sentinel://") != broker_url.startswith("sentinel://"):
         raise ConfigError("CELERY_BROKER_URL and CELERY_RESULT_BACKEND must both use sentinel:// or neither")
     extra = {}
+    if tls:
+        extra["broker_use_ssl"] = tls
+        extra["redis_backend_use_ssl"] = dict(tls)
     if result_backend.startswith("sentinel://"):
         # Celery 5.2's SentinelBackend keeps the URL's password but drops its username, so the
         # primary would see AUTH for the disabled default user: pass the ACL user explicitly.
