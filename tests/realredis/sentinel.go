@@ -3,6 +3,8 @@ package realredis
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,8 +25,9 @@ import (
 )
 
 // Topology is a sentinel topology started from what the program declares: every node and Sentinel
-// runs its declared config through the image's entrypoint, on its own loopback address (127.0.2.x
-// for data nodes, 127.0.3.x for Sentinels) with the declared ports, as the redis user.
+// runs its declared config through the image's entrypoint, on its own loopback address (127.X.2.x
+// for data nodes, 127.X.3.x for Sentinels, X chosen per topology: see loopbackPrefix) with the
+// declared ports, as the redis user.
 type Topology struct {
 	Root      string
 	Nodes     []*Process // data nodes; Nodes[0] is the initial primary
@@ -95,6 +98,7 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 		t.Fatalf("program for %s: %v", stack, err)
 	}
 	top := &Topology{Root: r.Root}
+	prefix := loopbackPrefix(t)
 	ips := map[string]string{}
 	for _, res := range r.ByType(declared.ContainerType) {
 		if !res.Inputs["networksAdvanced"].IsArray() {
@@ -107,9 +111,9 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 		a := alias.ArrayValue()[0].StringValue()
 		var n int
 		if _, err := fmt.Sscanf(a, "redis-%d", &n); err == nil {
-			ips[a] = fmt.Sprintf("127.0.2.%d", n+1)
+			ips[a] = fmt.Sprintf("%s.2.%d", prefix, n+1)
 		} else if _, err := fmt.Sscanf(a, "sentinel-%d", &n); err == nil {
-			ips[a] = fmt.Sprintf("127.0.3.%d", n)
+			ips[a] = fmt.Sprintf("%s.3.%d", prefix, n)
 		}
 	}
 	toIP := func(s string) string { return aliasRe.ReplaceAllStringFunc(s, func(a string) string { return ips[a] }) }
@@ -172,6 +176,22 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 	return top
 }
 
+// loopbackPrefix picks the 127.X of a topology's addresses: a random X whose first data-node address
+// is free, so that the test binaries of two packages, which go test runs in parallel, never start
+// their topologies on the same addresses.
+func loopbackPrefix(t testing.TB) string {
+	t.Helper()
+	for range 100 {
+		prefix := fmt.Sprintf("127.%d", 1+rand.IntN(250))
+		if l, err := net.Listen("tcp", prefix+".2.1:6379"); err == nil {
+			l.Close()
+			return prefix
+		}
+	}
+	t.Fatal("realredis: no free 127.X.2.1:6379 for a sentinel topology")
+	return ""
+}
+
 // NodeClient connects to a data node as the ops user.
 func (top *Topology) NodeClient(t testing.TB, p *Process) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: p.Addr(), Username: redisconf.OpsUser, Password: top.Ops, MaxRetries: -1, DialTimeout: time.Second})
@@ -220,7 +240,10 @@ func (top *Topology) waitReady(t testing.TB) {
 			// A Sentinel learns the replicas from the primary's INFO (every 10 s); until it knows them,
 			// it has no replica to promote and a failover aborts.
 			replicas, rerr := s.Replicas(ctx, top.Master).Result()
-			ready = ready && err == nil && strings.HasPrefix(reply, "OK") && rerr == nil && len(replicas) == len(top.Nodes)-1
+			// Sentinels find each other through hello messages (every 2 s): CKQUORUM says OK as soon as
+			// a quorum is usable, so wait until every Sentinel counts all of them.
+			usable := fmt.Sprintf("OK %d usable", len(top.Sentinels))
+			ready = ready && err == nil && strings.HasPrefix(reply, usable) && rerr == nil && len(replicas) == len(top.Nodes)-1
 			why += fmt.Sprintf("; sentinel-%d: %q %v, knows %d replicas", i+1, reply, err, len(replicas))
 		}
 		if ready {
@@ -229,7 +252,7 @@ func (top *Topology) waitReady(t testing.TB) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Log(why)
-	t.Fatal("sentinel topology not ready within 60s (replicas in sync, every Sentinel with a quorum and every replica)")
+	t.Fatal("sentinel topology not ready within 60s (replicas in sync, every Sentinel seeing every other Sentinel and every replica)")
 }
 
 func tail(s string, n int) string {
