@@ -21,14 +21,18 @@ import (
 
 // Series is the repeated measurements of one metric for one variant (ours or a baseline).
 type Series struct {
-	Section  string    `json:"section"`          // e.g. "1. redis-benchmark"
-	Metric   string    `json:"metric"`           // e.g. "SET requests/s"
-	Variant  string    `json:"variant"`          // e.g. "ours: dev config"
-	Unit     string    `json:"unit"`             // e.g. "req/s"
-	Better   string    `json:"better"`           // "higher" or "lower"
-	Baseline bool      `json:"baseline"`         // the variant the others are divided by
-	Target   string    `json:"target,omitempty"` // e.g. ">= 0.90" for the ratio ours/baseline
-	Values   []float64 `json:"values"`
+	Section  string `json:"section"`          // e.g. "1. redis-benchmark"
+	Metric   string `json:"metric"`           // e.g. "SET requests/s"
+	Variant  string `json:"variant"`          // e.g. "ours: dev config"
+	Unit     string `json:"unit"`             // e.g. "req/s"
+	Better   string `json:"better"`           // "higher" or "lower"
+	Baseline bool   `json:"baseline"`         // the variant the others are divided by
+	Target   string `json:"target,omitempty"` // e.g. ">= 0.90" for the ratio ours/baseline
+	// Paired says that Values[i] and the baseline's Values[i] were measured in the same repetition,
+	// next to each other: the report's ratio is then the median of the per-repetition ratios, with
+	// their min and max, so that a slow period of the machine hits both sides of one ratio.
+	Paired bool      `json:"paired,omitempty"`
+	Values []float64 `json:"values"`
 }
 
 // Note is a line of context for a section (settings used, what was not measured and why).

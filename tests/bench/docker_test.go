@@ -248,8 +248,8 @@ func BenchmarkTimeToHealthy(b *testing.B) {
 	}
 	med, _, _ := Stats(probes[probeCmds[0].name])
 	Annotate(b, sectionDocker, "Probe cost: CPU time (utime+stime, with reaped children) of dockerd, containerd and every containerd-shim over %d docker exec runs of each probe, %d repetitions interleaved; "+
-		"the docker CLI's own CPU is not counted (Docker runs the healthcheck itself). Steady state, ours at %.0f ms a probe: every 5s (ours) %.1f%% of one core per container, "+
-		"every 2s %.1f%%, every 30s (the seeds') %.2f%%.", probesPerRep, reps+1, med, med/50, med/20, med/300)
+		"the docker CLI's own CPU is not counted (Docker runs the healthcheck itself). Steady state, ours at %.0f ms a probe: every %s (ours) %.1f%% of one core per container, "+
+		"every 5s (our former default) %.1f%%, every 30s (the seeds') %.2f%%.", probesPerRep, reps+1, med, defaultInterval, percentOfCore(med, defaultInterval), percentOfCore(med, "5s"), percentOfCore(med, "30s"))
 	for _, m := range []struct {
 		metric string
 		empty  []float64
@@ -269,4 +269,14 @@ func BenchmarkTimeToHealthy(b *testing.B) {
 		"Stock: redis-server in the same base image with no config, created the same way with the same healthcheck schedule (test `redis-cli ping`). "+
 		"Docker 20.10 runs the first healthcheck one interval after start (no start-interval), so create -> healthy is about one interval for both; the docker exec probe (every 0.5 s) shows when Redis is actually ready. "+
 		"%d repetitions each: the full volume first (data kept across container replacement), then the wiped volume, then stock.", dockertest.RedisBase, hc["interval"], hc["startPeriod"], maxmemory, reps)
+}
+
+// percentOfCore is the share of one core, in percent, that a probe of ms milliseconds every interval
+// (a Go duration) costs.
+func percentOfCore(ms float64, interval string) float64 {
+	d, err := time.ParseDuration(interval)
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return ms / float64(d.Milliseconds()) * 100
 }
