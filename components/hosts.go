@@ -172,14 +172,14 @@ func (t Topology) Place(hosts []Host) (Topology, error) {
 	return t, errors.Join(v.errs...)
 }
 
-// HostAddress is the address of the host named name ("" when unknown).
-func HostAddress(hosts []Host, name string) string {
+// HostNamed is the host named name (the zero Host when unknown).
+func HostNamed(hosts []Host, name string) Host {
 	for _, h := range hosts {
 		if h.Name == name {
-			return h.Address
+			return h
 		}
 	}
-	return ""
+	return Host{}
 }
 
 // ValidateWorkerPlacement checks emailService.placement against the host names of the stack (none:

@@ -34,7 +34,7 @@ func LivePrimary(s Settings) (string, error) {
 	for i := 0; i <= t.Replicas; i++ {
 		nodes[components.NodeAlias(i)] = components.NodeAlias(i)
 		if len(s.Hosts) > 0 {
-			nodes[components.HostAddress(s.Hosts, t.Placement.Data[i])] = components.NodeAlias(i)
+			nodes[components.HostNamed(s.Hosts, t.Placement.Data[i]).Address] = components.NodeAlias(i)
 		}
 	}
 	var errs []string
@@ -47,10 +47,8 @@ func LivePrimary(s Settings) (string, error) {
 	for j, name := range components.SentinelContainerNames(s.Container, t) {
 		engine := s.DockerHost
 		if len(s.Hosts) > 0 {
-			for _, h := range s.Hosts {
-				if h.Name == t.Placement.Sentinels[j] && h.Docker != "" {
-					engine = h.Docker
-				}
+			if h := components.HostNamed(s.Hosts, t.Placement.Sentinels[j]); h.Docker != "" {
+				engine = h.Docker
 			}
 		}
 		if strings.HasPrefix(engine, "ssh://") {

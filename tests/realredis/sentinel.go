@@ -227,6 +227,9 @@ func (top *Topology) waitReady(t testing.TB) {
 	for _, s := range top.Sentinels {
 		sentinels = append(sentinels, top.SentinelClient(t, s))
 	}
+	// Sentinels find each other through hello messages (every 2 s): CKQUORUM says OK as soon as a
+	// quorum is usable, so wait until every Sentinel counts all of them.
+	usable := fmt.Sprintf("OK %d usable", len(top.Sentinels))
 	var why string
 	for time.Now().Before(deadline) {
 		info, err := node.Info(ctx, "replication").Result()
@@ -240,9 +243,6 @@ func (top *Topology) waitReady(t testing.TB) {
 			// A Sentinel learns the replicas from the primary's INFO (every 10 s); until it knows them,
 			// it has no replica to promote and a failover aborts.
 			replicas, rerr := s.Replicas(ctx, top.Master).Result()
-			// Sentinels find each other through hello messages (every 2 s): CKQUORUM says OK as soon as
-			// a quorum is usable, so wait until every Sentinel counts all of them.
-			usable := fmt.Sprintf("OK %d usable", len(top.Sentinels))
 			ready = ready && err == nil && strings.HasPrefix(reply, usable) && rerr == nil && len(replicas) == len(top.Nodes)-1
 			why += fmt.Sprintf("; sentinel-%d: %q %v, knows %d replicas", i+1, reply, err, len(replicas))
 		}
