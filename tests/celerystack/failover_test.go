@@ -1,6 +1,7 @@
 package celerystack_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -52,4 +53,28 @@ func TestSentinelFailoverUnderCeleryLoad(t *testing.T) {
 	after := celerytest.Send(t, env, 10, 60*time.Second)
 	assert.Equal(t, 10, after.Completed, "the worker keeps working on the new primary")
 	assert.LessOrEqual(t, lost, n/10, "losses stay within the asynchronous-replication window")
+}
+
+// TestClientGivingUpOnSentinelExitsWithOnlyItsJSONLine runs the client against the declared sentinel
+// topology with no worker, so every result is still pending when it gives up. It must print its one
+// JSON line and nothing on stderr: before the client skipped interpreter teardown, the pending
+// results unsubscribed through an already freed Sentinel pool at exit and redis-py printed a
+// ReferenceError traceback after the JSON line (redis/redis-py#2767), which is what a caller reading
+// the last line saw (the multi-host tier failed on it).
+func TestClientGivingUpOnSentinelExitsWithOnlyItsJSONLine(t *testing.T) {
+	celerytest.Require(t)
+	top := realredis.StartSentinel(t, "dev", `{"mode":"sentinel"}`)
+	queued := celerytest.Enqueue(t, top.Env, 3)
+	require.Len(t, queued.TaskIDs, 3)
+	assert.Empty(t, celerytest.Redact(queued.Stderr, top.Env), "enqueue: stderr")
+	for _, args := range [][]string{
+		{"send", "--count", "3", "--timeout", "2"},
+		append([]string{"collect", "--timeout", "2"}, queued.TaskIDs...),
+	} {
+		res := celerytest.Client(t, top.Env, 20*time.Second, args...)
+		assert.Equal(t, 0, res.ExitCode, "%s: exit code", args[0])
+		assert.Equal(t, 3, res.Pending, "%s: no worker, so every result is pending: %+v", args[0], res)
+		assert.Empty(t, celerytest.Redact(res.Stderr, top.Env), "%s: stderr", args[0])
+		assert.Equal(t, 1, strings.Count(strings.TrimSpace(res.Stdout), "\n")+1, "%s: one line on stdout", args[0])
+	}
 }

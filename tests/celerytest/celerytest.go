@@ -446,10 +446,12 @@ type Result struct {
 	// (exit 2, naming the variable) or a broker error (exit 1).
 	Error string `json:"error"`
 
-	// ExitCode and Stdout are filled in by the harness; Stdout is the raw
-	// output, for assertions that nothing secret is printed.
+	// ExitCode, Stdout and Stderr are filled in by the harness; Stdout and
+	// Stderr are the raw output, for assertions that nothing secret (or
+	// nothing at all, on stderr) is printed.
 	ExitCode int    `json:"-"`
 	Stdout   string `json:"-"`
+	Stderr   string `json:"-"`
 }
 
 // EnqueuePerSecond is Sent / EnqueueSeconds (0 when not measured).
@@ -486,7 +488,7 @@ func RunClient(env map[string]string, timeout time.Duration, args ...string) (Re
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
-	res := Result{Stdout: stdout.String()}
+	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	var exitErr *exec.ExitError
 	if errors.As(runErr, &exitErr) {
 		res.ExitCode = exitErr.ExitCode()

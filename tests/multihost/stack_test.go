@@ -70,7 +70,7 @@ func TestSentinelStackAcrossThreeHosts(t *testing.T) {
 		out, err := h3.Docker(append([]string{"exec", client, "timeout", fmt.Sprint(int(timeout.Seconds())), "python3", "-m", "emailworker.client"}, args...)...)
 		var res celerytest.Result
 		if jerr := json.Unmarshal([]byte(lastLine(out)), &res); jerr != nil {
-			return res, fmt.Errorf("client: %v (%v): %s", err, jerr, engine.Tail(out, 5))
+			return res, fmt.Errorf("client: %v (%v): %s", err, jerr, engine.Tail(out, 15))
 		}
 		return res, err
 	}

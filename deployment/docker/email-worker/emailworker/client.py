@@ -11,6 +11,7 @@ say what happened.  The broker URL and password are never printed.
 
 import argparse
 import json
+import os
 import socket
 import sys
 import time
@@ -152,4 +153,12 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The JSON line is out and every task was published: skip interpreter teardown.
+    # A result still pending when the client gave up stays registered with the
+    # backend, and its __del__ would unsubscribe through a Sentinel pool that
+    # teardown may have freed already: redis-py then printed a ReferenceError
+    # traceback after the JSON line (redis/redis-py#2767).
+    os._exit(code)
