@@ -96,8 +96,13 @@ func TestHeartbeat(t *testing.T) {
 		if !strings.Contains(w.Log(), "stopping so that the restart policy starts a fresh worker") {
 			t.Errorf("the worker log does not say why it stopped:\n%s", w.Log())
 		}
+		// The watchdog marks the heartbeat file "stalled" when it gives up, so the healthcheck fails
+		// at once, not only when the last heartbeat ages past its limit (3 heartbeats + 5s, which a
+		// quick shutdown beat).
 		if err := w.Alive(); err == nil {
 			t.Error("the healthcheck passes for a stalled, stopped worker")
+		} else if !strings.Contains(err.Error(), "is stopping") {
+			t.Errorf("the healthcheck does not say the stalled worker is stopping: %v", err)
 		}
 		_ = admin.Do(context.Background(), "CLIENT", "UNPAUSE").Err()
 		// What Docker's restart policy does with the exited container.

@@ -13,7 +13,8 @@ whose every process is busy does not fetch (prefetch limit): it writes
 - The watchdog: when the last heartbeat is older than
   ``EMAILWORKER_STALL_EXIT_SECONDS`` (default 120, 0 disables), the worker
   stops itself (a warm shutdown, then exit status 75 if that hangs), and the
-  container's restart policy starts a fresh one.  Docker never restarts a merely unhealthy container, so without this a
+  container's restart policy starts a fresh one.  From that moment the file
+  says ``stalled``, so the healthcheck fails while the worker shuts down.  Docker never restarts a merely unhealthy container, so without this a
   consumer stalled after a broker restart (kombu < 5.4, celery#8030) stays
   stalled until a person acts.  Unacknowledged tasks stay in Redis (acks_late)
   and are redelivered.
@@ -72,9 +73,13 @@ def beat(path, what):
     """Record a heartbeat: '<unix time> <what>' written atomically to path."""
     now = time.time()
     _last["at"] = now
+    _write(path, now, what)
+
+
+def _write(path, at, what):
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        f.write(f"{int(now)} {what}\n")
+        f.write(f"{int(at)} {what}\n")
     os.replace(tmp, path)
 
 
@@ -104,12 +109,15 @@ def _send(app, consumer, path, period):
         time.sleep(period)
 
 
-def _watch(period, stall):
+def _watch(path, period, stall):
     """Stops the worker once the last heartbeat is older than stall seconds: first a warm shutdown
     (SIGTERM: running tasks finish and are acknowledged), then, if it is still running after another
-    stall seconds, an exit with EXIT_STALLED."""
+    stall seconds, an exit with EXIT_STALLED. The heartbeat file says "stalled" (with the time of the
+    last heartbeat) from the start, so the healthcheck fails at once instead of when the last
+    heartbeat ages past its limit."""
     while time.time() - last_beat() <= stall:
         time.sleep(period)
+    _write(path, last_beat(), "stalled")
     log.error("no task taken from Redis for %.0fs (EMAILWORKER_STALL_EXIT_SECONDS=%d): "
               "stopping so that the restart policy starts a fresh worker", time.time() - last_beat(), stall)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -146,4 +154,4 @@ def _start(sender=None, **_):
     threading.Thread(target=_send, args=(sender.app, sender, FILE, PERIOD),
                      name="emailworker-heartbeat", daemon=True).start()
     if STALL_EXIT:
-        threading.Thread(target=_watch, args=(PERIOD, STALL_EXIT), name="emailworker-watchdog", daemon=True).start()
+        threading.Thread(target=_watch, args=(FILE, PERIOD, STALL_EXIT), name="emailworker-watchdog", daemon=True).start()
