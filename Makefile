@@ -3,7 +3,7 @@ GO ?= go
 STACK ?= dev
 # Fuzz budgets in executions, not seconds: a duration (-fuzztime 20s) races Go's fuzz coordinator
 # before Go 1.27 (golang/go#75804), which then fails a target with "context deadline exceeded" and no
-# failing input when the machine is loaded. About 20 s each on an idle 2-core machine.
+# failing input when the machine is loaded. About 15 s each on an idle 2-core machine, up to 30 s in CI.
 FUZZ_RENDER_EXECS ?= 200000x
 FUZZ_SETTINGS_EXECS ?= 60000x
 

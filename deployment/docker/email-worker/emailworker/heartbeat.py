@@ -14,7 +14,8 @@ whose every process is busy does not fetch (prefetch limit): it writes
   ``EMAILWORKER_STALL_EXIT_SECONDS`` (default 120, 0 disables), the worker
   stops itself (a warm shutdown, then exit status 75 if that hangs), and the
   container's restart policy starts a fresh one.  From that moment the file
-  says ``stalled``, so the healthcheck fails while the worker shuts down.  Docker never restarts a merely unhealthy container, so without this a
+  says ``stalled``, so the healthcheck fails while the worker shuts down.
+  Docker never restarts a merely unhealthy container, so without this a
   consumer stalled after a broker restart (kombu < 5.4, celery#8030) stays
   stalled until a person acts.  Unacknowledged tasks stay in Redis (acks_late)
   and are redelivered.
