@@ -3,7 +3,6 @@ package components
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,9 +21,12 @@ type EmailServiceArgs struct {
 	Container EmailServiceContainer
 	// Celery are the Celery settings passed as environment variables.
 	Celery Celery
-	// BuildContext is the directory of the reference worker's Dockerfile
-	// (deployment/docker/email-worker). Required when Container.Image is empty.
+	// BuildContext is the build context of the reference worker: deployment/, which holds its
+	// directory and the emailclient_broker package it imports. Required when Container.Image is empty.
 	BuildContext string
+	// Dockerfile is the reference worker's Dockerfile (deployment/docker/email-worker/Dockerfile).
+	// Required when Container.Image is empty.
+	Dockerfile string
 	// Platform is the build platform of the reference worker. Defaults to linux/amd64.
 	Platform string
 	// Broker is the RedisBroker whose URLs, network and health the service depends on. Required.
@@ -127,7 +129,7 @@ func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, o
 		var err error
 		if images, err = imagesOn(ctx, imageBuild{resource: name + "-image", tag: ReferenceWorkerImage(args.Container.Name), build: &docker.DockerBuildArgs{
 			Context:    pulumi.String(args.BuildContext),
-			Dockerfile: pulumi.String(filepath.Join(args.BuildContext, "Dockerfile")),
+			Dockerfile: pulumi.String(args.Dockerfile),
 			Args:       pulumi.StringMap{"BASE_IMAGE": pulumi.String(args.Container.BaseImage)},
 			Platform:   pulumi.String(args.platform()),
 		}}, hosts, b.Sites, parent, b.Registry); err != nil {
@@ -230,8 +232,8 @@ func (a *EmailServiceArgs) validate() error {
 	} else {
 		errs = append(errs, ValidateWorkerPlacement(a.Container.Placement, a.Broker.HostNames))
 	}
-	if a.Container.Image == "" && a.BuildContext == "" {
-		errs = append(errs, errors.New("BuildContext: required when emailService.image is empty"))
+	if a.Container.Image == "" && (a.BuildContext == "" || a.Dockerfile == "") {
+		errs = append(errs, errors.New("BuildContext, Dockerfile: required when emailService.image is empty"))
 	}
 	return errors.Join(append(errs, a.Container.Validate("emailService."), a.Celery.Validate("celery."))...)
 }

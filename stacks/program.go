@@ -15,8 +15,11 @@ import (
 
 // Build contexts, relative to the project root (where Pulumi.yaml is).
 const (
-	RedisBuildContext  = "deployment/docker/redis"
-	WorkerBuildContext = "deployment/docker/email-worker"
+	RedisBuildContext = "deployment/docker/redis"
+	// WorkerBuildContext holds the reference worker (docker/email-worker) and the emailclient_broker
+	// package it imports (python/emailclient-broker); deployment/.dockerignore narrows it to those.
+	WorkerBuildContext = "deployment"
+	WorkerDockerfile   = "deployment/docker/email-worker/Dockerfile"
 	OpsImageDir        = "deployment/docker/ops"
 )
 
@@ -36,35 +39,49 @@ func Program(ctx *pulumi.Context) error {
 	if err != nil {
 		return err
 	}
+	for k, v := range Outputs(d) {
+		ctx.Export(k, v)
+	}
+	return nil
+}
+
+// Outputs are the stack outputs of a deployment, by name. Users' producers read them
+// (emailclient_broker.celery_settings_from_outputs), as do `redis-ops --stack` and the tests.
+func Outputs(d *Deployment) map[string]pulumi.Input {
 	b := d.Broker
-	ctx.Export("redisHost", b.Host)
-	ctx.Export("redisPort", b.Port)
-	ctx.Export("redisHostPort", pulumi.Int(d.Settings.Container.HostPort))
+	out := map[string]pulumi.Input{
+		"redisHost":           b.Host,
+		"redisPort":           b.Port,
+		"redisHostPort":       pulumi.Int(d.Settings.Container.HostPort),
+		"network":             b.Network,
+		"redisContainer":      b.ContainerName,
+		"redisImage":          b.Image,
+		"celeryBrokerUrl":     b.BrokerURL,
+		"celeryResultBackend": b.ResultBackendURL,
+		// The plain part of the email-service's env contract (no URL, no password): what a producer
+		// outside Docker needs besides the URLs to configure Celery as the email-service is.
+		"celeryEnv":   pulumi.ToStringMap(d.Settings.Celery.CeleryEnv()),
+		"opsPassword": b.OpsPassword,
+	}
 	if c := d.Settings.Container; c.HostPort != 0 {
 		// Where the ops tools reach Redis from this host (redis-ops --stack).
-		ctx.Export("redisHostAddress", pulumi.String(net.JoinHostPort(c.HostIP, strconv.Itoa(c.HostPort))))
+		out["redisHostAddress"] = pulumi.String(net.JoinHostPort(c.HostIP, strconv.Itoa(c.HostPort)))
 	}
-	ctx.Export("network", b.Network)
-	ctx.Export("redisContainer", b.ContainerName)
-	ctx.Export("redisImage", b.Image)
-	ctx.Export("celeryBrokerUrl", b.BrokerURL)
-	ctx.Export("celeryResultBackend", b.ResultBackendURL)
-	ctx.Export("opsPassword", b.OpsPassword)
 	if b.Topology.Sentinel() {
-		ctx.Export("sentinelPassword", b.SentinelPassword)
-		ctx.Export("sentinelMasterName", pulumi.String(b.Topology.MasterName))
+		out["sentinelPassword"] = b.SentinelPassword
+		out["sentinelMasterName"] = pulumi.String(b.Topology.MasterName)
 	}
 	if b.Topology.TLSOn(len(b.HostNames) > 0) {
 		// The CA that Celery clients outside the stack trust for the TLS ports (a certificate: public).
-		ctx.Export("redisTlsCa", pulumi.Unsecret(b.TLSCA))
+		out["redisTlsCa"] = pulumi.Unsecret(b.TLSCA)
 	}
 	if d.EmailService != nil {
-		ctx.Export("emailServiceContainer", d.EmailService.ContainerName)
+		out["emailServiceContainer"] = d.EmailService.ContainerName
 	}
 	if d.Ops != nil {
-		ctx.Export("metricsUrl", d.Ops.MetricsURL)
+		out["metricsUrl"] = d.Ops.MetricsURL
 	}
-	return nil
+	return out
 }
 
 // PrimaryOf finds the current primary of a deployed Sentinel topology: LivePrimary. Tests of the
@@ -155,6 +172,7 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 		Container:    s.EmailService,
 		Celery:       s.Celery,
 		BuildContext: filepath.Join(root, WorkerBuildContext),
+		Dockerfile:   filepath.Join(root, WorkerDockerfile),
 		Platform:     s.Container.Platform,
 		Broker:       broker,
 	})

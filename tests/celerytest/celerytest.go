@@ -58,6 +58,10 @@ const Install = "apt-get install python3-celery python3-redis"
 // the emailworker package.
 const WorkerSubdir = "deployment/docker/email-worker"
 
+// BrokerPackageSubdir is the directory, relative to the repository root, of the
+// emailclient_broker package (its pyproject.toml), which emailworker imports.
+const BrokerPackageSubdir = "deployment/python/emailclient-broker"
+
 var (
 	requireOnce sync.Once
 	requireErr  error
@@ -106,14 +110,31 @@ func WorkerDir() (string, error) {
 	return dir, nil
 }
 
-// processEnv returns env as KEY=VALUE plus PATH, HOME, PYTHONPATH (unless env
-// sets them) and PYTHONDONTWRITEBYTECODE, so that nothing else from the
-// test's environment leaks into Celery's configuration.
+// BrokerPackageDir returns the absolute path of deployment/python/emailclient-broker,
+// the PYTHONPATH entry of the emailclient_broker package.
+func BrokerPackageDir() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return brokerPackageDir(filepath.Join(root, filepath.FromSlash(WorkerSubdir))), nil
+}
+
+// brokerPackageDir is the emailclient_broker package's directory in the checkout of workerDir.
+func brokerPackageDir(workerDir string) string {
+	root := filepath.Join(workerDir, strings.Repeat("../", strings.Count(WorkerSubdir, "/")+1))
+	return filepath.Join(root, filepath.FromSlash(BrokerPackageSubdir))
+}
+
+// processEnv returns env as KEY=VALUE plus PATH, HOME, PYTHONPATH (workerDir
+// and the emailclient_broker package, unless env sets it) and
+// PYTHONDONTWRITEBYTECODE, so that nothing else from the test's environment
+// leaks into Celery's configuration.
 func processEnv(env map[string]string, workerDir string) []string {
 	base := map[string]string{
 		"PATH":                    os.Getenv("PATH"),
 		"HOME":                    os.Getenv("HOME"),
-		"PYTHONPATH":              workerDir,
+		"PYTHONPATH":              workerDir + string(os.PathListSeparator) + brokerPackageDir(workerDir),
 		"PYTHONDONTWRITEBYTECODE": "1",
 		"PYTHONUNBUFFERED":        "1",
 		"LANG":                    "C.UTF-8",

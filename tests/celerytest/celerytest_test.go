@@ -162,6 +162,7 @@ func TestBadAddressFailsTheTask(t *testing.T) {
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	celerytest.Require(t)
 	env := celeryEnv("127.0.0.1:1", "unused-password")
+	sentinelURL := "sentinel://celery:unused-password@127.0.0.1:1/0;sentinel://celery:unused-password@127.0.0.1:2/0"
 	cases := []struct {
 		name string
 		env  map[string]string
@@ -171,7 +172,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"empty broker URL", with(env, "CELERY_BROKER_URL", " "), "CELERY_BROKER_URL is required"},
 		{"missing result backend", without(env, "CELERY_RESULT_BACKEND"), "CELERY_RESULT_BACKEND is required"},
 		{"broker URL without host", with(env, "CELERY_BROKER_URL", "redis:///0"), "CELERY_BROKER_URL must name the Redis host"},
-		{"amqp broker", with(env, "CELERY_BROKER_URL", "amqp://guest@rabbit//"), "CELERY_BROKER_URL must use the redis://"},
+		{"amqp broker", with(env, "CELERY_BROKER_URL", "amqp://guest@rabbit//"), "CELERY_BROKER_URL must use one of the schemes redis://, rediss://, sentinel://"},
 		{"concurrency not an int", with(env, "CELERY_WORKER_CONCURRENCY", "four"), "CELERY_WORKER_CONCURRENCY must be an integer"},
 		{"expiry not an int", with(env, "CELERY_RESULT_EXPIRES", "1d"), "CELERY_RESULT_EXPIRES must be an integer"},
 		{"acks_late not a bool", with(env, "CELERY_TASK_ACKS_LATE", "maybe"), "CELERY_TASK_ACKS_LATE must be true or false"},
@@ -181,6 +182,11 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"soft limit above hard", with(env, "CELERY_TASK_SOFT_TIME_LIMIT", "4000"), "CELERY_TASK_SOFT_TIME_LIMIT (4000) must be below"},
 		{"bad log level", with(env, "CELERY_LOG_LEVEL", "verbose"), "CELERY_LOG_LEVEL must be one of"},
 		{"TLS CA not a certificate", with(env, "CELERY_REDIS_TLS_CA", "not-a-pem"), "CELERY_REDIS_TLS_CA must be a PEM certificate"},
+		{"TLS CA malformed", with(env, "CELERY_REDIS_TLS_CA", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----"), "CELERY_REDIS_TLS_CA is not a valid PEM certificate"},
+		{"mixed schemes", with(env, "CELERY_BROKER_URL", "sentinel://:pw@127.0.0.1:1/0;redis://:pw@127.0.0.1:2/0"), "CELERY_BROKER_URL mixes schemes (redis, sentinel)"},
+		{"sentinel without master name", with(with(env, "CELERY_BROKER_URL", sentinelURL), "CELERY_RESULT_BACKEND", sentinelURL), "CELERY_SENTINEL_MASTER_NAME is required with sentinel:// URLs"},
+		{"master name without sentinel", with(env, "CELERY_SENTINEL_MASTER_NAME", "emailclient"), "CELERY_SENTINEL_MASTER_NAME is set but CELERY_BROKER_URL is not sentinel://"},
+		{"sentinel broker, plain results", with(with(env, "CELERY_BROKER_URL", sentinelURL), "CELERY_SENTINEL_MASTER_NAME", "emailclient"), "CELERY_BROKER_URL and CELERY_RESULT_BACKEND must both use sentinel:// or neither"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,11 +4,13 @@
 package declared
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 
 	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/stacks"
@@ -224,4 +226,33 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 
 func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	return resource.PropertyMap{}, nil
+}
+
+// Output is one stack output as the program declares it: its value (as `pulumi stack output --json
+// --show-secrets` prints it) and whether it is secret.
+type Output struct {
+	Value  any
+	Secret bool
+}
+
+// Outputs runs the program for a stack under mocks (opts.Program is ignored) and returns its stack
+// outputs (stacks.Outputs), awaited.
+func Outputs(stack string, opts Options) (map[string]Output, error) {
+	out := map[string]Output{}
+	opts.Program = func(ctx *pulumi.Context) error {
+		d, err := stacks.Deploy(ctx)
+		if err != nil {
+			return err
+		}
+		for name, in := range stacks.Outputs(d) {
+			res, err := internals.UnsafeAwaitOutput(ctx.Context(), pulumi.ToOutput(in))
+			if err != nil {
+				return fmt.Errorf("output %s: %w", name, err)
+			}
+			out[name] = Output{Value: res.Value, Secret: res.Secret}
+		}
+		return nil
+	}
+	_, err := Run(stack, opts)
+	return out, err
 }

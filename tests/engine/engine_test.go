@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/emailclient/emailclient-infra/stacks"
 	"github.com/emailclient/emailclient-infra/tests/celerytest"
 	"github.com/emailclient/emailclient-infra/tests/engine"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
@@ -49,7 +50,9 @@ func prodDataAndImage(t *testing.T, p *engine.Project, marker string) string {
 	p.SetPath("container.dataHostPath", data)
 	image := "emailclient-email-service:" + marker
 	_, workerBase := engine.BaseImages(t)
-	build := exec.Command("docker", "build", "-q", "--build-arg", "BASE_IMAGE="+workerBase, "-t", image, filepath.Join(p.Dir, "deployment/docker/email-worker"))
+	// The user's own image, built here from the reference worker as the guide says (context deployment/).
+	build := exec.Command("docker", "build", "-q", "--build-arg", "BASE_IMAGE="+workerBase, "-t", image,
+		"-f", filepath.Join(p.Dir, stacks.WorkerDockerfile), filepath.Join(p.Dir, stacks.WorkerBuildContext))
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "build the email-service image: %s", out)
 	t.Cleanup(func() { _ = exec.Command("docker", "image", "rm", "-f", image).Run() })

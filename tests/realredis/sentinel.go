@@ -36,7 +36,12 @@ type Topology struct {
 	Ops       string
 	Sentinel  string // the Sentinels' password
 	Master    string
+	local     func(string) string
 }
+
+// Local returns s with the topology's network aliases (redis-0, redis-sentinel-0, ...) replaced by
+// the loopback addresses of this test's servers, as Env has them.
+func (top *Topology) Local(s string) string { return top.local(s) }
 
 // Process is one redis-server (data node or Sentinel) of a Topology.
 type Process struct {
@@ -166,7 +171,7 @@ func StartSentinel(t testing.TB, stack, topology string) *Topology {
 		}
 	})
 	c, _ := r.Get(declared.ContainerType, "email-service-container")
-	top.Env = map[string]string{}
+	top.Env, top.local = map[string]string{}, toIP
 	for _, kv := range c.Inputs["envs"].SecretValue().Element.ArrayValue() {
 		k, v, _ := strings.Cut(kv.StringValue(), "=")
 		top.Env[k] = toIP(v)

@@ -1,0 +1,39 @@
+"""Celery settings for the emailclient-infra Redis broker, in one call.
+
+The Pulumi program hands its email-service an env contract (CELERY_* variables,
+the table in docs/OPERATIONS.md) and exports the same facts as stack outputs.
+This package is the one place that turns either into Celery settings, for every
+topology (standalone, Sentinel, TLS across hosts)::
+
+    from celery import Celery
+    from emailclient_broker import celery_settings
+
+    app = Celery("emails")
+    app.conf.update(celery_settings())          # in a container the program runs
+
+    # a producer outside Docker, from `pulumi stack output --json --show-secrets`:
+    app.conf.update(celery_settings_from_outputs(json.load(open("outputs.json"))))
+
+Bad input raises ConfigError naming the variable (or output) before anything
+connects.  Dependencies: celery, kombu and redis only.
+"""
+
+from emailclient_broker.settings import (
+    ENV_VARIABLES,
+    LOG_LEVELS,
+    ConfigError,
+    celery_settings,
+    celery_settings_from_outputs,
+    env_from_outputs,
+    log_level,
+)
+
+__all__ = [
+    "ENV_VARIABLES",
+    "LOG_LEVELS",
+    "ConfigError",
+    "celery_settings",
+    "celery_settings_from_outputs",
+    "env_from_outputs",
+    "log_level",
+]

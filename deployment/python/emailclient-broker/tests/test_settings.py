@@ -1,0 +1,176 @@
+"""Unit tests of emailclient_broker, run by tests/celerytest (TestBrokerPackageUnitTests) with
+Debian's python3-celery:  python3 -m unittest discover -s tests -t .
+Nothing here connects to Redis: the real round trips are in tests/celerystack."""
+
+import ssl
+import unittest
+
+from celery import Celery
+
+import emailclient_broker
+from emailclient_broker import ConfigError, celery_settings, celery_settings_from_outputs, env_from_outputs, workarounds
+
+# A throwaway self-signed test certificate (public; its key was discarded).
+TEST_CA = """-----BEGIN CERTIFICATE-----
+MIIBnzCCAUWgAwIBAgIUJRNnWsL/gIwVZFZuwCsxiKvudWgwCgYIKoZIzj0EAwIw
+JTEjMCEGA1UEAwwaZW1haWxjbGllbnQtYnJva2VyIHRlc3QgQ0EwHhcNMjYxMjA3
+MTUxNDM2WhcNMzYxMjA0MTUxNDM2WjAlMSMwIQYDVQQDDBplbWFpbGNsaWVudC1i
+cm9rZXIgdGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABH5BQDpcKNOw
+QdzsBy5qlPaCaI2Kq9GrQw4njr+M0Go9T/uVMC3jTqqB5FrlCWXTECxEJLyhxMKA
+XWJbmFHCT+6jUzBRMB0GA1UdDgQWBBQk6q+b9Df00h4pRifTAHdzJk0qxzAfBgNV
+HSMEGDAWgBQk6q+b9Df00h4pRifTAHdzJk0qxzAPBgNVHRMBAf8EBTADAQH/MAoG
+CCqGSM49BAMCA0gAMEUCICmYCQrVXhcdCJEKkPgki2asb/i37Dgg4aRYvIal0DME
+AiEA6L4DHQuo6cI4Ex4yaj+Pv9j27JewjwFljD8QSU1D1q8=
+-----END CERTIFICATE-----"""
+
+STANDALONE = {
+    "CELERY_BROKER_URL": "redis://celery:p%40ss@redis:6379/0",
+    "CELERY_RESULT_BACKEND": "redis://celery:p%40ss@redis:6379/0",
+}
+SENTINELS = "sentinel://celery:pw@redis-sentinel-0:26379/0;sentinel://celery:pw@redis-sentinel-1:26379/0"
+SENTINEL = {
+    "CELERY_BROKER_URL": SENTINELS,
+    "CELERY_RESULT_BACKEND": SENTINELS,
+    "CELERY_SENTINEL_MASTER_NAME": "emailclient",
+    "CELERY_SENTINEL_PASSWORD": "sentinel-pw",
+}
+
+
+def outputs(**extra):
+    """Stack outputs as `pulumi stack output --json --show-secrets` prints them for dev."""
+    out = {
+        "celeryBrokerUrl": STANDALONE["CELERY_BROKER_URL"],
+        "celeryResultBackend": STANDALONE["CELERY_RESULT_BACKEND"],
+        "celeryEnv": {"CELERY_TASK_TIME_LIMIT": "600", "CELERY_TASK_SOFT_TIME_LIMIT": "500", "CELERY_BROKER_VISIBILITY_TIMEOUT": "900"},
+        "redisHost": "redis",
+        "redisPort": 6379,
+        "redisHostAddress": "127.0.0.1:16379",
+        "opsPassword": "ops-pw",
+    }
+    out.update(extra)
+    return out
+
+
+class Standalone(unittest.TestCase):
+    def test_defaults_are_the_programs(self):
+        s = celery_settings(STANDALONE)
+        self.assertEqual(s["broker_url"], STANDALONE["CELERY_BROKER_URL"])
+        self.assertEqual(s["task_time_limit"], 3600)
+        self.assertEqual(s["broker_transport_options"]["visibility_timeout"], 7200)
+        self.assertEqual(s["result_backend_transport_options"]["visibility_timeout"], 7200)
+        self.assertTrue(s["task_acks_late"])
+        self.assertNotIn("master_name", s["broker_transport_options"])
+        self.assertNotIn("redis_username", s)
+        self.assertNotIn("broker_use_ssl", s)
+
+    def test_settings_are_celery_settings(self):
+        app = Celery("check")
+        app.conf.update(celery_settings(STANDALONE))  # Celery refuses unknown or mixed-style keys
+        self.assertEqual(app.conf.task_serializer, "json")
+
+
+class Sentinel(unittest.TestCase):
+    def test_master_name_and_sentinel_password(self):
+        s = celery_settings(SENTINEL)
+        for key in ("broker_transport_options", "result_backend_transport_options"):
+            self.assertEqual(s[key]["master_name"], "emailclient")
+            self.assertEqual(s[key]["sentinel_kwargs"], {"password": "sentinel-pw"})
+
+    def test_acl_user_for_the_result_backend_where_celery_drops_it(self):
+        s = celery_settings(SENTINEL)
+        if workarounds.sentinel_backend_drops_username():
+            self.assertEqual(s["redis_username"], "celery")
+            self.assertIn("celery#10013", workarounds.ACTIVE)
+        else:
+            self.assertNotIn("redis_username", s)
+
+
+class TLS(unittest.TestCase):
+    def test_ca_for_nodes_and_sentinels(self):
+        s = celery_settings(dict(SENTINEL, CELERY_REDIS_TLS_CA=TEST_CA))
+        self.assertEqual(s["broker_use_ssl"]["ssl_cert_reqs"], ssl.CERT_REQUIRED)
+        self.assertIn("BEGIN CERTIFICATE", s["redis_backend_use_ssl"]["ssl_ca_data"])
+        kwargs = s["broker_transport_options"]["sentinel_kwargs"]
+        self.assertEqual((kwargs["ssl"], kwargs["ssl_cert_reqs"], kwargs["password"]), (True, "required", "sentinel-pw"))
+
+
+class Refused(unittest.TestCase):
+    """Bad input is refused before any connection, naming the variable and never echoing a secret."""
+
+    CASES = [
+        ("missing broker URL", {"CELERY_RESULT_BACKEND": STANDALONE["CELERY_RESULT_BACKEND"]}, "CELERY_BROKER_URL is required"),
+        ("sentinel without master name", dict(SENTINEL, CELERY_SENTINEL_MASTER_NAME=""), "CELERY_SENTINEL_MASTER_NAME is required with sentinel:// URLs"),
+        ("master name without sentinel", dict(STANDALONE, CELERY_SENTINEL_MASTER_NAME="emailclient"), "CELERY_SENTINEL_MASTER_NAME is set but"),
+        ("malformed CA", dict(STANDALONE, CELERY_REDIS_TLS_CA="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"), "CELERY_REDIS_TLS_CA is not a valid PEM certificate"),
+        ("not a CA", dict(STANDALONE, CELERY_REDIS_TLS_CA="secret-looking"), "CELERY_REDIS_TLS_CA must be a PEM certificate"),
+        ("mixed schemes", dict(STANDALONE, CELERY_BROKER_URL="sentinel://:p%40ss@a:26379/0;redis://:p%40ss@b:6379/0"), "CELERY_BROKER_URL mixes schemes"),
+        ("sentinel broker, plain results", dict(SENTINEL, CELERY_RESULT_BACKEND=STANDALONE["CELERY_RESULT_BACKEND"]), "must both use sentinel:// or neither"),
+        ("unknown serializer", dict(STANDALONE, CELERY_TASK_SERIALIZER="yaml"), "CELERY_TASK_SERIALIZER must be one of json"),
+        ("pickle accepted", dict(STANDALONE, CELERY_ACCEPT_CONTENT="json,pickle"), "CELERY_ACCEPT_CONTENT: unsupported content type 'pickle'"),
+        ("bad port", dict(STANDALONE, CELERY_BROKER_URL="redis://celery:p%40ss@redis:port/0"), "CELERY_BROKER_URL is not a valid URL"),
+        ("bad log level", dict(STANDALONE, CELERY_LOG_LEVEL="verbose"), "CELERY_LOG_LEVEL must be one of debug, info"),
+        ("visibility timeout", dict(STANDALONE, CELERY_BROKER_VISIBILITY_TIMEOUT="60"), "CELERY_BROKER_VISIBILITY_TIMEOUT (60) must exceed"),
+    ]
+
+    def test_each_names_the_variable(self):
+        for name, env, want in self.CASES:
+            with self.subTest(name):
+                with self.assertRaises(ConfigError) as ctx:
+                    celery_settings(env)
+                self.assertIn(want, str(ctx.exception))
+                self.assertNotIn("p%40ss", str(ctx.exception))
+                self.assertNotIn("secret-looking", str(ctx.exception))
+
+
+class Outputs(unittest.TestCase):
+    def test_standalone_is_pointed_at_the_published_address(self):
+        env = env_from_outputs(outputs())
+        self.assertEqual(env["CELERY_BROKER_URL"], "redis://celery:p%40ss@127.0.0.1:16379/0")
+        self.assertEqual(env["CELERY_RESULT_BACKEND"], "redis://celery:p%40ss@127.0.0.1:16379/0")
+        s = celery_settings_from_outputs(outputs())
+        self.assertEqual((s["task_time_limit"], s["task_soft_time_limit"]), (600, 500), "celeryEnv is applied")
+
+    def test_unpublished_urls_are_kept(self):
+        out = outputs()
+        del out["redisHostAddress"]
+        self.assertEqual(env_from_outputs(out)["CELERY_BROKER_URL"], STANDALONE["CELERY_BROKER_URL"])
+
+    def test_sentinel_and_tls_outputs(self):
+        out = outputs(celeryBrokerUrl=SENTINELS, celeryResultBackend=SENTINELS, sentinelMasterName="emailclient",
+                      sentinelPassword="sentinel-pw", redisTlsCa=TEST_CA)
+        del out["redisHostAddress"]
+        s = celery_settings_from_outputs(out)
+        self.assertEqual(s["broker_transport_options"]["master_name"], "emailclient")
+        self.assertTrue(s["broker_transport_options"]["sentinel_kwargs"]["ssl"])
+
+    def test_refused(self):
+        hidden = outputs(celeryBrokerUrl="[secret]")
+        no_env = outputs()
+        del no_env["celeryEnv"]
+        for name, out, want in [
+            ("hidden secret", hidden, "output celeryBrokerUrl is hidden: use `pulumi stack output --json --show-secrets`"),
+            ("no celeryEnv", no_env, "output celeryEnv is missing"),
+            ("not an object", ["x"], "outputs must be the JSON object"),
+        ]:
+            with self.subTest(name):
+                with self.assertRaises(ConfigError) as ctx:
+                    celery_settings_from_outputs(out)
+                self.assertIn(want, str(ctx.exception))
+
+
+class Workarounds(unittest.TestCase):
+    def test_result_backend_retries_connection_errors(self):
+        import redis
+        from celery.backends.redis import RedisBackend
+
+        celery_settings(STANDALONE)
+        backend = RedisBackend(app=Celery("check"), url=STANDALONE["CELERY_BROKER_URL"])
+        self.assertTrue(backend.exception_safe_to_retry(redis.exceptions.ConnectionError("gone")))
+        self.assertFalse(backend.exception_safe_to_retry(ValueError("a bug")))
+
+    def test_public_names(self):
+        self.assertEqual(set(emailclient_broker.__all__) - set(dir(emailclient_broker)), set())
+
+
+if __name__ == "__main__":
+    unittest.main()
