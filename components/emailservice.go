@@ -44,9 +44,10 @@ type EmailService struct {
 }
 
 // CeleryEnv returns the Celery settings as the environment variables the email-service reads,
-// without the two URLs (which are secrets; see NewEmailService).
+// without the two URLs (which are secrets; see NewEmailService). The synchronous-enqueue variables
+// are set only when it is enabled, so that stacks without it keep their env (and their worker).
 func (c Celery) CeleryEnv() map[string]string {
-	return map[string]string{
+	env := map[string]string{
 		"CELERY_TASK_SERIALIZER":            c.TaskSerializer,
 		"CELERY_RESULT_SERIALIZER":          c.ResultSerializer,
 		"CELERY_ACCEPT_CONTENT":             strings.Join(c.AcceptContent, ","),
@@ -60,6 +61,11 @@ func (c Celery) CeleryEnv() map[string]string {
 		"CELERY_WORKER_PREFETCH_MULTIPLIER": strconv.Itoa(c.PrefetchMultiplier),
 		"CELERY_LOG_LEVEL":                  c.LogLevel,
 	}
+	if c.SyncEnqueue.Enabled {
+		env["CELERY_SYNC_ENQUEUE_REPLICAS"] = strconv.Itoa(c.SyncEnqueue.Replicas)
+		env["CELERY_SYNC_ENQUEUE_TIMEOUT_MS"] = strconv.Itoa(c.SyncEnqueue.TimeoutMilliseconds)
+	}
+	return env
 }
 
 // WorkerEnv returns the reference worker's own settings as environment variables (see
@@ -234,6 +240,9 @@ func (a *EmailServiceArgs) validate() error {
 	}
 	if a.Container.Image == "" && (a.BuildContext == "" || a.Dockerfile == "") {
 		errs = append(errs, errors.New("BuildContext, Dockerfile: required when emailService.image is empty"))
+	}
+	if a.Broker != nil {
+		errs = append(errs, a.Celery.CheckTopology(a.Broker.Topology, "celery."))
 	}
 	return errors.Join(append(errs, a.Container.Validate("emailService."), a.Celery.Validate("celery."))...)
 }

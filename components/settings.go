@@ -127,7 +127,31 @@ type Celery struct {
 	PrefetchMultiplier int `json:"prefetchMultiplier"`
 	// LogLevel is the worker's log level: debug, info, warning, error. Defaults to debug in dev, info in prod.
 	LogLevel string `json:"logLevel"`
+	// SyncEnqueue makes every enqueue (producers and the worker's own publishes) wait until replicas
+	// have the task. Defaults to off.
+	SyncEnqueue SyncEnqueue `json:"syncEnqueue"`
 }
+
+// SyncEnqueue is synchronous enqueue: after each task is pushed to the primary, the publisher sends
+// Redis WAIT <Replicas> <TimeoutMilliseconds> on the same connection and returns only when that many
+// replicas acknowledged the write; fewer in time raise emailclient_broker.EnqueueNotReplicatedError,
+// so the producer knows the task is not safe from a failover (it may still run, or be lost). Replication
+// is otherwise asynchronous: a primary cut off from its replicas acknowledges tasks that a failover then
+// discards (RELIABILITY.md, partitions). The cost is one replication round trip per enqueue.
+type SyncEnqueue struct {
+	// Enabled turns synchronous enqueue on (CELERY_SYNC_ENQUEUE_REPLICAS and
+	// CELERY_SYNC_ENQUEUE_TIMEOUT_MS on the email-service, which emailclient_broker.celery_settings
+	// reads). Defaults to false. Needs topology.mode sentinel: a standalone broker has no replica to wait for.
+	Enabled bool `json:"enabled"`
+	// Replicas is how many replicas must acknowledge each task. Defaults to 1; 1 to topology.replicas.
+	Replicas int `json:"replicas"`
+	// TimeoutMilliseconds is how long an enqueue waits for them before it raises. Defaults to 1000;
+	// 1-60000 (WAIT's 0, wait forever, is refused: a producer would hang for as long as a fault lasts).
+	TimeoutMilliseconds int `json:"timeoutMilliseconds"`
+}
+
+// DefaultSyncEnqueue is off, with 1 replica and 1000 ms for when it is switched on.
+func DefaultSyncEnqueue() SyncEnqueue { return SyncEnqueue{Replicas: 1, TimeoutMilliseconds: 1000} }
 
 // EmailServiceContainer shapes the email-service container.
 type EmailServiceContainer struct {

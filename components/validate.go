@@ -151,6 +151,27 @@ func (c Celery) Validate(prefix string) error {
 	v.between("workerConcurrency", c.WorkerConcurrency, 1, 256)
 	v.between("prefetchMultiplier", c.PrefetchMultiplier, 1, 100)
 	v.oneOf("logLevel", c.LogLevel, celeryLevels)
+	v.between("syncEnqueue.replicas", c.SyncEnqueue.Replicas, 1, 5)
+	if ms := c.SyncEnqueue.TimeoutMilliseconds; ms < 1 || ms > 60000 {
+		v.fail("syncEnqueue.timeoutMilliseconds", ms, "accepted: a whole number of milliseconds from 1 to 60000 "+
+			"(how long an enqueue waits for the replicas; 0, wait forever, would hang producers for as long as a fault lasts)")
+	}
+	return errors.Join(v.errs...)
+}
+
+// CheckTopology checks the Celery settings that depend on the broker's topology: synchronous enqueue
+// waits for replicas, so it needs the sentinel topology and at most topology.replicas of them. Keys
+// are prefixed with prefix (e.g. "celery.").
+func (c Celery) CheckTopology(t Topology, prefix string) error {
+	v := &validator{prefix: prefix}
+	switch s := c.SyncEnqueue; {
+	case !s.Enabled:
+	case !t.Sentinel():
+		v.fail("syncEnqueue.enabled", true, "a standalone broker has no replica, so every enqueue would wait out the timeout and fail; "+
+			"accepted: false, or true with topology.mode sentinel")
+	case s.Replicas > t.Replicas:
+		v.fail("syncEnqueue.replicas", s.Replicas, fmt.Sprintf("accepted: 1 to topology.replicas (%d); more than there are would make every enqueue fail", t.Replicas))
+	}
 	return errors.Join(v.errs...)
 }
 

@@ -111,6 +111,7 @@ func Defaults(profile, stack string) (Settings, bool) {
 			AcksLate:           true,
 			PrefetchMultiplier: 1,
 			LogLevel:           "info",
+			SyncEnqueue:        components.DefaultSyncEnqueue(),
 		},
 		EmailService: components.EmailServiceContainer{
 			Enabled:          true,

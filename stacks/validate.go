@@ -25,6 +25,7 @@ func (s Settings) Validate() error {
 	errs := []error{
 		components.ValidateBroker(s.Redis, s.Container, s.Topology),
 		s.Celery.Validate(KeyCelery + "."),
+		s.Celery.CheckTopology(s.Topology, KeyCelery+"."),
 		s.Operations.Validate(KeyOperations + "."),
 		s.EmailService.Validate(KeyEmailService + "."),
 		checkPassword(KeyPassword, s.Password, s.Profile),

@@ -160,6 +160,8 @@ var celeryCommands = []string{
 	"multi", "exec", "discard", "watch", "unwatch", "evalsha", "script|load", "script|exists",
 	// pub/sub (broadcast, events, result notifications)
 	"publish", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+	// synchronous enqueue (celery.syncEnqueue): WAIT for replicas after the LPUSH, on its connection
+	"wait",
 }
 
 // ACLRules returns the ACL rules of a user, without its password.

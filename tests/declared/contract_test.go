@@ -22,6 +22,8 @@ var contractStacks = map[string]struct {
 	"dev":      {"dev", declared.Options{}},
 	"prod":     {"prod", declared.Options{Config: map[string]string{"emailService": `{"image":"registry.example/email@sha256:` + strings.Repeat("a", 64) + `"}`}}},
 	"sentinel": {"dev", declared.Options{Config: map[string]string{"topology": `{"mode":"sentinel"}`, "container": `{"hostPort":0}`}}},
+	"sentinel, synchronous enqueue": {"dev", declared.Options{Config: map[string]string{"topology": `{"mode":"sentinel"}`, "container": `{"hostPort":0}`,
+		"celery": `{"syncEnqueue":{"enabled":true}}`}}},
 	"hosts": {"dev", declared.Options{Config: map[string]string{
 		"hosts": `[{"name":"db-1","docker":"tcp://db-1:2376","address":"10.0.0.11"},{"name":"db-2","docker":"tcp://db-2:2376","address":"10.0.0.12"},` +
 			`{"name":"db-3","docker":"tcp://db-3:2376","address":"10.0.0.13"}]`,

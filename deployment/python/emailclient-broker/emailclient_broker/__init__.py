@@ -15,7 +15,9 @@ topology (standalone, Sentinel, TLS across hosts)::
     app.conf.update(celery_settings_from_outputs(json.load(open("outputs.json"))))
 
 Bad input raises ConfigError naming the variable (or output) before anything
-connects.  Dependencies: celery, kombu and redis only.
+connects.  With synchronous enqueue (CELERY_SYNC_ENQUEUE_REPLICAS), an enqueue that
+fewer replicas acknowledged in time raises EnqueueNotReplicatedError: the task is
+not safe from a failover.  Dependencies: celery, kombu and redis only.
 """
 
 from emailclient_broker.settings import (
@@ -27,11 +29,13 @@ from emailclient_broker.settings import (
     env_from_outputs,
     log_level,
 )
+from emailclient_broker.transport import EnqueueNotReplicatedError
 
 __all__ = [
     "ENV_VARIABLES",
     "LOG_LEVELS",
     "ConfigError",
+    "EnqueueNotReplicatedError",
     "celery_settings",
     "celery_settings_from_outputs",
     "env_from_outputs",

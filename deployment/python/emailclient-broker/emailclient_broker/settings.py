@@ -11,7 +11,7 @@ import os
 import ssl
 from urllib.parse import unquote, urlsplit
 
-from emailclient_broker import workarounds
+from emailclient_broker import transport, workarounds
 
 REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -41,12 +41,18 @@ ENV_VARIABLES = {
     "CELERY_TASK_REJECT_ON_WORKER_LOST": "false",
     "CELERY_WORKER_PREFETCH_MULTIPLIER": "1",
     "CELERY_LOG_LEVEL": "info",
+    "CELERY_SYNC_ENQUEUE_REPLICAS": None,
+    "CELERY_SYNC_ENQUEUE_TIMEOUT_MS": None,
 }
 
 # HEALTH_CHECK_INTERVAL is the seconds between connection health checks (PING on an
 # idle connection) and the TCP keepalive: both detect a broker that went away
 # without closing the socket (restart, failover, NAT timeout).
 HEALTH_CHECK_INTERVAL = 25
+
+# SYNC_ENQUEUE_MAX_TIMEOUT_MS bounds CELERY_SYNC_ENQUEUE_TIMEOUT_MS as the program does
+# (celery.syncEnqueue.timeoutMilliseconds): WAIT's 0 waits forever.
+SYNC_ENQUEUE_MAX_TIMEOUT_MS = 60000
 
 
 class ConfigError(ValueError):
@@ -167,6 +173,27 @@ def _sentinel(env, scheme):
     return options
 
 
+def _sync_enqueue(env, scheme):
+    """Synchronous enqueue (celery.syncEnqueue): the transport options of emailclient_broker.transport,
+    or {} when CELERY_SYNC_ENQUEUE_REPLICAS is unset or 0 (kombu's asynchronous publish)."""
+    if not env.get("CELERY_SYNC_ENQUEUE_REPLICAS", "").strip():
+        if env.get("CELERY_SYNC_ENQUEUE_TIMEOUT_MS", "").strip():
+            raise ConfigError("CELERY_SYNC_ENQUEUE_TIMEOUT_MS is set but CELERY_SYNC_ENQUEUE_REPLICAS is not")
+        return {}
+    replicas = _int(env, "CELERY_SYNC_ENQUEUE_REPLICAS", 0)
+    if replicas == 0:
+        return {}
+    if not env.get("CELERY_SYNC_ENQUEUE_TIMEOUT_MS", "").strip():
+        raise ConfigError("CELERY_SYNC_ENQUEUE_TIMEOUT_MS is required with CELERY_SYNC_ENQUEUE_REPLICAS")
+    timeout = _int(env, "CELERY_SYNC_ENQUEUE_TIMEOUT_MS", 1)
+    if timeout > SYNC_ENQUEUE_MAX_TIMEOUT_MS:
+        raise ConfigError(f"CELERY_SYNC_ENQUEUE_TIMEOUT_MS must be <= {SYNC_ENQUEUE_MAX_TIMEOUT_MS}, got {timeout}")
+    return {
+        "transport": transport.TRANSPORTS[scheme],
+        "options": {"sync_enqueue_replicas": replicas, "sync_enqueue_timeout_ms": timeout},
+    }
+
+
 def log_level(env=None):
     """The worker's log level, CELERY_LOG_LEVEL (default info; one of LOG_LEVELS)."""
     return _choice(os.environ if env is None else env, "CELERY_LOG_LEVEL", LOG_LEVELS)
@@ -210,6 +237,12 @@ def celery_settings(env=None):
     transport_options.update(_sentinel(env, scheme))
     tls = _tls(env)
     extra = {}
+    sync = _sync_enqueue(env, scheme)
+    if sync:
+        # Every publish waits for the replicas (see emailclient_broker.transport); Celery's
+        # broker_transport wins over the URL's scheme, and the URLs stay as they are.
+        extra["broker_transport"] = sync["transport"]
+        transport_options.update(sync["options"])
     if tls:
         extra["broker_use_ssl"] = tls
         extra["redis_backend_use_ssl"] = dict(tls)
@@ -247,7 +280,7 @@ def celery_settings(env=None):
         # by tests/celerytest TestBrokerRestartDuringWork).
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": transport_options,
-        "result_backend_transport_options": dict(transport_options),
+        "result_backend_transport_options": {k: v for k, v in transport_options.items() if k not in transport.OPTIONS},
         # Retry result reads and writes while Redis restarts or fails over
         # instead of failing the task with ConnectionError (see
         # workarounds.redis_backend_retries for Celery < 5.5).

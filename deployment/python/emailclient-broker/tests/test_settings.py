@@ -122,6 +122,142 @@ class Refused(unittest.TestCase):
                 self.assertNotIn("secret-looking", str(ctx.exception))
 
 
+SYNC = {"CELERY_SYNC_ENQUEUE_REPLICAS": "1", "CELERY_SYNC_ENQUEUE_TIMEOUT_MS": "250"}
+
+
+class SyncEnqueue(unittest.TestCase):
+    """celery.syncEnqueue: the transport that waits, chosen through Celery's broker_transport."""
+
+    def test_off_by_default(self):
+        for env in (STANDALONE, SENTINEL, dict(SENTINEL, CELERY_SYNC_ENQUEUE_REPLICAS="0")):
+            s = celery_settings(env)
+            self.assertNotIn("broker_transport", s)
+            self.assertNotIn("sync_enqueue_replicas", s["broker_transport_options"])
+
+    def test_transport_by_scheme_and_options(self):
+        for name, env, cls in [
+            ("redis://", dict(STANDALONE, **SYNC), "Transport"),
+            ("sentinel://", dict(SENTINEL, **SYNC), "SentinelTransport"),
+        ]:
+            with self.subTest(name):
+                s = celery_settings(env)
+                self.assertEqual(s["broker_transport"], f"emailclient_broker.transport:{cls}")
+                options = s["broker_transport_options"]
+                self.assertEqual((options["sync_enqueue_replicas"], options["sync_enqueue_timeout_ms"]), (1, 250))
+                self.assertNotIn("sync_enqueue_replicas", s["result_backend_transport_options"], "results are not enqueued")
+
+    def test_kombu_connects_with_it(self):
+        """Celery's broker_transport wins over the URL's scheme, and the channel gets the options; the
+        ;-separated Sentinel URLs stay the fallback list the Sentinel channel reads. Nothing connects."""
+        from emailclient_broker import transport
+
+        for name, env, cls, alt in [
+            ("redis://", dict(STANDALONE, **SYNC), transport.Transport, 0),
+            ("sentinel://", dict(SENTINEL, **SYNC), transport.SentinelTransport, 2),
+        ]:
+            with self.subTest(name):
+                app = Celery("check")
+                app.conf.update(celery_settings(env))
+                conn = app.connection_for_write()
+                self.assertIs(type(conn.transport), cls)
+                self.assertEqual(len(conn.alt), alt)
+                self.assertEqual(conn.hostname, "redis" if alt == 0 else "redis-sentinel-0")
+                self.assertEqual(conn.userid, "celery")
+                for option in transport.OPTIONS:  # kombu copies these onto each channel it opens
+                    self.assertIn(option, cls.Channel.from_transport_options)
+                    self.assertIn(option, conn.transport_options)
+
+    def test_refused(self):
+        for name, env, want in [
+            ("timeout without replicas", dict(STANDALONE, CELERY_SYNC_ENQUEUE_TIMEOUT_MS="100"), "CELERY_SYNC_ENQUEUE_TIMEOUT_MS is set but"),
+            ("replicas without timeout", dict(STANDALONE, CELERY_SYNC_ENQUEUE_REPLICAS="1"), "CELERY_SYNC_ENQUEUE_TIMEOUT_MS is required"),
+            ("negative replicas", dict(STANDALONE, **dict(SYNC, CELERY_SYNC_ENQUEUE_REPLICAS="-1")), "CELERY_SYNC_ENQUEUE_REPLICAS must be >= 0"),
+            ("wait forever", dict(STANDALONE, **dict(SYNC, CELERY_SYNC_ENQUEUE_TIMEOUT_MS="0")), "CELERY_SYNC_ENQUEUE_TIMEOUT_MS must be >= 1"),
+            ("too long", dict(STANDALONE, **dict(SYNC, CELERY_SYNC_ENQUEUE_TIMEOUT_MS="60001")), "CELERY_SYNC_ENQUEUE_TIMEOUT_MS must be <= 60000"),
+            ("not a number", dict(STANDALONE, **dict(SYNC, CELERY_SYNC_ENQUEUE_TIMEOUT_MS="1s")), "CELERY_SYNC_ENQUEUE_TIMEOUT_MS must be an integer"),
+        ]:
+            with self.subTest(name):
+                with self.assertRaises(ConfigError) as ctx:
+                    celery_settings(env)
+                self.assertIn(want, str(ctx.exception))
+
+
+class WaitingPut(unittest.TestCase):
+    """The publish: LPUSH and WAIT in one pipeline on one connection, and the error when too few
+    replicas acknowledged. A recording client stands in for redis-py."""
+
+    class Pipeline:
+        def __init__(self, log, acknowledged, transaction):
+            self.log, self.acknowledged = log, acknowledged
+            log.append(("pipeline", transaction))
+
+        def lpush(self, key, value):
+            self.log.append(("lpush", key))
+
+        def wait(self, replicas, timeout):
+            self.log.append(("wait", replicas, timeout))
+
+        def execute(self):
+            self.log.append(("execute",))
+            return [1, self.acknowledged]
+
+    def channel(self, replicas, acknowledged):
+        from contextlib import contextmanager
+
+        from emailclient_broker import transport
+
+        log = []
+        test = self
+
+        class Base:
+            def _put(self, queue, message, **kwargs):
+                log.append(("kombu put", queue))
+
+        class Channel(transport._WaitingPut, Base):
+            sync_enqueue_replicas, sync_enqueue_timeout_ms = replicas, 250
+
+            def _get_message_priority(self, message, reverse=False):
+                return 0
+
+            def _q_for_pri(self, queue, pri):
+                return queue
+
+            @contextmanager
+            def conn_or_acquire(self, client=None):
+                class Client:
+                    def pipeline(self, transaction=True):
+                        return test.Pipeline(log, acknowledged, transaction)
+
+                yield Client()
+
+        return Channel(), log
+
+    def test_waits_on_the_same_connection(self):
+        channel, log = self.channel(replicas=1, acknowledged=1)
+        channel._put("celery", {"body": "x", "properties": {}})
+        self.assertEqual(log, [("pipeline", False), ("lpush", "celery"), ("wait", 1, 250), ("execute",)])
+
+    def test_too_few_replicas_raise(self):
+        channel, _ = self.channel(replicas=2, acknowledged=1)
+        with self.assertRaises(emailclient_broker.EnqueueNotReplicatedError) as ctx:
+            channel._put("celery", {"body": "x", "properties": {}})
+        self.assertEqual((ctx.exception.acknowledged, ctx.exception.required, ctx.exception.timeout_ms), (1, 2, 250))
+        self.assertIn("only 1 of 2 required replicas acknowledged it within 250 ms", str(ctx.exception))
+
+    def test_not_a_connection_error(self):
+        """kombu retries a publish on connection errors: this one must reach the caller instead."""
+        from kombu.transport.redis import get_redis_error_classes
+
+        errors = get_redis_error_classes()
+        self.assertTrue(errors.connection_errors, "kombu's redis error classes")
+        self.assertFalse(issubclass(emailclient_broker.EnqueueNotReplicatedError, errors.connection_errors + errors.channel_errors))
+
+    def test_zero_replicas_is_kombus_publish(self):
+        channel, log = self.channel(replicas=0, acknowledged=0)
+        channel._put("celery", {"body": "x", "properties": {}})
+        self.assertEqual(log, [("kombu put", "celery")])
+
+
 class Outputs(unittest.TestCase):
     def test_standalone_is_pointed_at_the_published_address(self):
         env = env_from_outputs(outputs())
