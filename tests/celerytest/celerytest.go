@@ -464,8 +464,13 @@ type Result struct {
 	ResultKeyDBs   []int  `json:"result_key_dbs"`
 	ResultKeyError string `json:"result_key_error"`
 	// Error is set when the client could not run: a configuration error
-	// (exit 2, naming the variable) or a broker error (exit 1).
-	Error string `json:"error"`
+	// (exit 2, naming the variable) or a broker error (exit 1), whose
+	// exception class is ErrorClass, raised ElapsedSeconds after the start.
+	Error          string  `json:"error"`
+	ErrorClass     string  `json:"error_class"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// Outcomes are the produce mode's enqueues, by task number.
+	Outcomes []Outcome `json:"outcomes"`
 
 	// ExitCode, Stdout and Stderr are filled in by the harness; Stdout and
 	// Stderr are the raw output, for assertions that nothing secret (or
@@ -473,6 +478,33 @@ type Result struct {
 	ExitCode int    `json:"-"`
 	Stdout   string `json:"-"`
 	Stderr   string `json:"-"`
+}
+
+// Outcome is one enqueue of the produce mode: task I (id <prefix>-<I>) started T seconds after the
+// producer did (Unix time Wall) and returned Duration seconds later, acknowledged unless Error says
+// why it was refused.
+type Outcome struct {
+	I        int     `json:"i"`
+	T        float64 `json:"t"`
+	Wall     float64 `json:"w"`
+	Duration float64 `json:"dt"`
+	Error    string  `json:"error"`
+}
+
+// Started is when the enqueue began.
+func (o Outcome) Started() time.Time { return time.UnixMicro(int64(o.Wall * 1e6)) }
+
+// Returned is when the enqueue returned (acknowledged or refused).
+func (o Outcome) Returned() time.Time {
+	return o.Started().Add(time.Duration(o.Duration * float64(time.Second)))
+}
+
+// Produce runs `python3 -m emailworker.client produce`: count send_email tasks with ids
+// <prefix>-<i>, task i due i*interval after the start, taken in turn by threads producers that each
+// wait for their own enqueue. Every enqueue's outcome is in Result.Outcomes; timeout bounds the run.
+func Produce(env map[string]string, prefix string, count, threads int, interval, timeout time.Duration) (Result, error) {
+	return RunClient(env, timeout, "produce", "--count", fmt.Sprint(count), "--threads", fmt.Sprint(threads),
+		"--interval", seconds(interval), "--prefix", prefix)
 }
 
 // EnqueuePerSecond is Sent / EnqueueSeconds (0 when not measured).

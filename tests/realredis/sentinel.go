@@ -64,6 +64,14 @@ func (p *Process) Log() string { b, _ := os.ReadFile(p.logPath); return string(b
 // Kill9 kills the process and waits for it.
 func (p *Process) Kill9() { p.Signal(syscall.SIGKILL, 0) }
 
+// Pause stops the process with SIGSTOP, as `docker pause` freezes a container: its sockets stay
+// open and the kernel keeps accepting connections and buffering what clients send, but nothing is
+// answered until Resume. Cleanup kills a paused process as any other.
+func (p *Process) Pause() { _ = syscall.Kill(-p.Pid(), syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (p *Process) Resume() { _ = syscall.Kill(-p.Pid(), syscall.SIGCONT) }
+
 // Restart stops the process as Docker stops a container (SIGTERM, then SIGKILL after grace) and
 // starts it again with the same command, as a replaced container starts.
 func (p *Process) Restart(t testing.TB, grace time.Duration) {
@@ -97,8 +105,19 @@ var aliasRe = regexp.MustCompile(`\b(redis|sentinel)-[0-9]+\b`)
 // settings, e.g. a short downAfterMilliseconds) and starts every declared data node and Sentinel.
 func StartSentinel(t testing.TB, stack, topology string) *Topology {
 	t.Helper()
+	return StartSentinelConfig(t, stack, map[string]string{"topology": topology})
+}
+
+// StartSentinelConfig is StartSentinel with more of the stack's config (objects as JSON by key, e.g.
+// "celery"); config["topology"] must set the sentinel mode, and container.hostPort is 0 unless given.
+func StartSentinelConfig(t testing.TB, stack string, config map[string]string) *Topology {
+	t.Helper()
 	redistest.Require(t)
-	r, err := declared.Run(stack, declared.Options{Config: map[string]string{"topology": topology, "container": `{"hostPort":0}`}})
+	cfg := map[string]string{"container": `{"hostPort":0}`}
+	for k, v := range config {
+		cfg[k] = v
+	}
+	r, err := declared.Run(stack, declared.Options{Config: cfg})
 	if err != nil {
 		t.Fatalf("program for %s: %v", stack, err)
 	}

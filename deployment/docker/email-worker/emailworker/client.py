@@ -3,6 +3,13 @@
     python3 -m emailworker.client send --count N --timeout S
     python3 -m emailworker.client enqueue --count N
     python3 -m emailworker.client collect --timeout S ID [ID ...]
+    python3 -m emailworker.client produce --count N --interval S --threads K --prefix P
+
+``produce`` is a steady producer for fault tests: task i (id ``P-i``) is due at
+i * interval seconds; K threads take them in turn, each waiting for its own
+enqueue to return.  It records every enqueue's outcome (``outcomes``: i, start in seconds
+after the producer's and as a Unix time, duration, and the error's class and
+message when it was refused) instead of stopping at the first error.
 
 Every mode prints exactly one JSON line on stdout.  Configuration errors print
 ``{"error": "..."}`` and exit 2; otherwise the exit code is 0 and the counts
@@ -33,6 +40,39 @@ def _enqueue(tasks, args):
     start = time.monotonic()
     results = [task.apply_async(args=task_args(i)) for i in range(args.count)]
     return results, time.monotonic() - start
+
+
+def _produce(tasks, args):
+    import threading
+
+    outcomes = [None] * args.count
+    start = time.monotonic()
+
+    def run(first):
+        for i in range(first, args.count, args.threads):
+            due = start + i * args.interval
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            began = time.monotonic()
+            outcome = {"i": i, "t": round(began - start, 4), "w": time.time()}
+            try:
+                tasks.send_email.apply_async(args=(args.to, f"{args.subject} #{i}", "body"), task_id=f"{args.prefix}-{i}")
+            except Exception as exc:  # refused: NOREPLICAS, EnqueueNotReplicatedError, connection errors
+                outcome["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            outcome["dt"] = round(time.monotonic() - began, 4)
+            outcomes[i] = outcome
+
+    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(args.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "outcomes": outcomes,
+        "sent": sum(1 for o in outcomes if "error" not in o),
+        "enqueue_seconds": round(time.monotonic() - start, 4),
+    }
 
 
 def _collect(app, results, timeout, started):
@@ -118,6 +158,13 @@ def _parser():
     p = sub.add_parser("collect")
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("ids", nargs="+")
+    p = sub.add_parser("produce")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--interval", type=float, default=0.1, help="seconds between two tasks' due times")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--prefix", default="task", help="task ids are PREFIX-i")
+    p.add_argument("--to", default="user@example.com")
+    p.add_argument("--subject", default="hello")
     return parser
 
 
@@ -131,8 +178,11 @@ def main(argv=None):
         return 2
     app = appmod.app
     out = {"mode": args.mode, "client": socket.gethostname()}
+    began = time.monotonic()
     try:
-        if args.mode == "collect":
+        if args.mode == "produce":
+            out.update(_produce(tasks, args))
+        elif args.mode == "collect":
             results = [app.AsyncResult(task_id) for task_id in args.ids]
             out.update(_collect(app, results, args.timeout, time.monotonic()))
             out["task_ids"] = args.ids
@@ -146,6 +196,8 @@ def main(argv=None):
                 out.update(_collect(app, results, args.timeout, started))
     except Exception as exc:  # broker unreachable, auth refused, ...
         out["error"] = f"{type(exc).__name__}: {exc}"
+        out["error_class"] = type(exc).__name__
+        out["elapsed_seconds"] = round(time.monotonic() - began, 4)
         _emit(out)
         return 1
     _emit(out)
