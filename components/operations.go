@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -98,15 +99,24 @@ func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesA
 	s.Image = image.RepoDigest
 	s.MetricsURL = pulumi.String("").ToStringOutput()
 	// The backup container is the admin's (BGSAVE, its files): the ops password from the run volume.
-	env := pulumi.StringArray{
+	// In the sentinel topology both containers follow the Sentinels (the primary for the metrics, an
+	// in-sync replica for the backups) and get the Sentinels' password in their env, a secret array.
+	var env pulumi.StringArrayInput = pulumi.StringArray{
 		pulumi.String("REDIS_ADDR=" + access.Addr),
 		pulumi.String("REDIS_USERNAME=" + redisconf.OpsUser),
 		pulumi.String("REDIS_PASSWORD_FILE=" + redisconf.OpsPasswordFile),
 	}
+	if len(access.Sentinels) > 0 {
+		env = pulumi.ToSecret(args.Broker.SentinelPassword.ApplyT(func(spw string) []string {
+			return append([]string{"REDIS_ADDR=" + access.Addr, "REDIS_USERNAME=" + redisconf.OpsUser,
+				"REDIS_PASSWORD_FILE=" + redisconf.OpsPasswordFile}, sentinelEnv(access, spw)...)
+		})).(pulumi.StringArrayOutput)
+	}
 	// The metrics container listens on the network: it gets the read-only monitor user only, in its
 	// env (a secret array), and no mount of the run volume, which holds the admin password.
-	monitorEnv := pulumi.ToSecret(args.Broker.MonitorPassword.ApplyT(func(pw string) []string {
-		return []string{"REDIS_ADDR=" + access.Addr, "REDIS_USERNAME=" + redisconf.MonitorUser, "REDIS_PASSWORD=" + pw}
+	monitorEnv := pulumi.ToSecret(pulumi.All(args.Broker.MonitorPassword, args.Broker.SentinelPassword).ApplyT(func(pws []any) []string {
+		return append([]string{"REDIS_ADDR=" + access.Addr, "REDIS_USERNAME=" + redisconf.MonitorUser, "REDIS_PASSWORD=" + pws[0].(string)},
+			sentinelEnv(access, pws[1].(string))...)
 	})).(pulumi.StringArrayOutput)
 	runMount := &docker.ContainerVolumeArgs{VolumeName: access.RunVolume, ContainerPath: pulumi.String(redisconf.RunDir), ReadOnly: pulumi.Bool(true)}
 	var backups *docker.ContainerVolumeArgs
@@ -206,4 +216,14 @@ func opsContainer(ctx *pulumi.Context, name, role string, args *OpsServicesArgs,
 		StopTimeout:         pulumi.Int(opsStopGraceSeconds),
 		DestroyGraceSeconds: pulumi.Int(opsStopGraceSeconds),
 	}, parent, pulumi.DependsOn(args.Broker.Containers), pulumi.DeleteBeforeReplace(true))
+}
+
+// sentinelEnv is the env that makes redis-ops follow the Sentinels (none outside the sentinel
+// topology): their addresses, the master name and their password.
+func sentinelEnv(access OpsAccess, password string) []string {
+	if len(access.Sentinels) == 0 {
+		return nil
+	}
+	return []string{"REDIS_SENTINELS=" + strings.Join(access.Sentinels, ","), "REDIS_SENTINEL_MASTER=" + access.MasterName,
+		"REDIS_SENTINEL_PASSWORD=" + password}
 }

@@ -496,6 +496,9 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 		endpoints = append(endpoints, fmt.Sprintf("%s:%d", cfg.Announce, sentinelPort))
 	}
 	b.Host = pulumi.String(strings.Join(hosts, ",")).ToStringOutput()
+	if !tlsOn {
+		env.ops.Sentinels, env.ops.MasterName = endpoints, t.MasterName
+	}
 	b.BrokerURL = pulumi.ToSecret(celeryPw.ApplyT(func(pw string) string {
 		return SentinelURLs(pw, endpoints, args.Database)
 	})).(pulumi.StringOutput)
@@ -594,6 +597,11 @@ type OpsAccess struct {
 	DataVolume   pulumi.StringOutput // empty when DataHostPath is set
 	DataHostPath string
 	RunVolume    pulumi.StringOutput
+	// Sentinels are the Sentinels' host:port as the operations containers reach them, and MasterName
+	// the primary's name there: set in the sentinel topology (without TLS between hosts, whose TLS
+	// ports redis-ops does not speak), so that they follow the current primary instead of Addr.
+	Sentinels  []string
+	MasterName string
 }
 
 // nodeEnv is what every container of the broker shares.

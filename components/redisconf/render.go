@@ -127,8 +127,10 @@ const (
 )
 
 // monitorCommands is the allow-list of MonitorUser: what the healthcheck (PING, INFO) and
-// `redis-ops metrics` (INFO, the kombu bindings by SCAN and SMEMBERS, queue lengths) run.
-var monitorCommands = []string{"ping", "auth", "hello", "info", "scan", "smembers", "llen", "hlen", "zcard"}
+// `redis-ops metrics` (INFO, the kombu bindings by SCAN and SMEMBERS, queue lengths, and ZRANGE for
+// the delivery time of the oldest entry of unacked_index, whose members are delivery tags, not
+// messages) run.
+var monitorCommands = []string{"ping", "auth", "hello", "info", "scan", "smembers", "llen", "hlen", "zcard", "zrange"}
 
 // replicaCommands and sentinelCommands are the allow-lists of ReplicaUser and SentinelUser (Redis's
 // documented minimum for each job).

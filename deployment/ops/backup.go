@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +36,8 @@ type manifest struct {
 	SHA256       string           `json:"sha256"`
 	RedisVersion string           `json:"redis_version"`
 	SourceAddr   string           `json:"source_addr"`
-	Source       string           `json:"source"` // "datadir" (BGSAVE, copied from the data dir) or "network" (SYNC)
+	SourceRole   string           `json:"source_role,omitempty"` // "primary" or "replica": the role of the node copied
+	Source       string           `json:"source"`                // "datadir" (BGSAVE, copied from the data dir) or "network" (SYNC)
 	RDB          rdbCheck         `json:"rdb"`
 }
 
@@ -93,6 +95,7 @@ used) next to it (temp file + rename), and deletes backups in DIR older than
 	fs.DurationVar(&o.retention, "retention", 720*time.Hour, "delete backups older than this (0 keeps all)")
 	fs.DurationVar(&o.wait, "wait", 30*time.Minute, "maximum time to wait for BGSAVE (or for the server's save for SYNC)")
 	fs.BoolVar(&o.progress, "progress", false, "show progress on stderr even when it is not a terminal")
+	sf := e.addSentinelFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -105,7 +108,7 @@ used) next to it (temp file + rename), and deletes backups in DIR older than
 		return withCode(ExitUsage, errors.New("--dir is required"))
 	}
 	o.progress = o.progress || e.isTerminal(e.stderr)
-	client, err := c.connect(ctx, e)
+	client, err := connectBackupNode(ctx, e, c, sf, &o)
 	if err != nil {
 		return err
 	}
@@ -114,12 +117,31 @@ used) next to it (temp file + rename), and deletes backups in DIR older than
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "backup %s size=%s keys=%d sha256=%s checked-by=%s source=%s\n", path, humanBytes(m.Size), m.Keys, m.SHA256, m.RDB.Checker, m.Source)
+	fmt.Fprintf(e.stdout, "backup %s size=%s keys=%d sha256=%s checked-by=%s source=%s node=%s role=%s\n", path, humanBytes(m.Size), m.Keys, m.SHA256, m.RDB.Checker, m.Source, m.SourceAddr, m.SourceRole)
 	deleted, err := applyRetention(o, e.now(), path)
 	for _, d := range deleted {
 		fmt.Fprintf(e.stdout, "retention: deleted %s (older than %v)\n", d, o.retention)
 	}
 	return err
+}
+
+// connectBackupNode resolves the connection, picks the node to copy (backupNode; it may change
+// o.source) and connects to it; the error is classified as connect's.
+func connectBackupNode(ctx context.Context, e *env, c *connFlags, sf *sentinelFlags, o *backupOptions) (*redis.Client, error) {
+	opts, err := c.options(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	if o.source, err = backupNode(ctx, e, sf, opts, o.source); err != nil {
+		return nil, err
+	}
+	client := redis.NewClient(opts)
+	// MISCONF (a failing save) refuses PING but the connection is authenticated: reported later.
+	if err := client.Ping(ctx).Err(); err != nil && classify(err) != ExitPersistence {
+		_ = client.Close()
+		return nil, fmt.Errorf("connect to %s as %s: %w", opts.Addr, opts.Username, err)
+	}
+	return client, nil
 }
 
 // addSourceFlags declares --source and --data-dir (backup and schedule).
@@ -140,6 +162,62 @@ func (o *backupOptions) checkSource() error {
 		return nil
 	}
 	return withCode(ExitUsage, fmt.Errorf("--source must be one of auto, network, datadir, got %q", o.source))
+}
+
+// roleName is INFO's role as the backup line and manifest name it.
+func roleName(role string) string {
+	if role == "slave" {
+		return "replica"
+	}
+	if role == "master" {
+		return "primary"
+	}
+	return role
+}
+
+// backupInSyncLag is the largest lag (seconds since the replica's last acknowledgement, as the
+// primary reports it) of a replica a backup is taken from: topology.minReplicasMaxLag's default, the
+// bound within which the primary itself counts a replica as in sync.
+const backupInSyncLag = 10
+
+// backupNode points opts at the node a backup copies, and returns the source to use there. Without
+// Sentinels it is opts.Addr as given, with source unchanged. With them it is the replica the
+// current primary reports online with the smallest lag, at most backupInSyncLag seconds (so that the
+// primary, which serves the queues, never forks for a backup), else the primary. The data dir on
+// this host belongs to the --addr node only: for another node, source auto becomes network.
+func backupNode(ctx context.Context, e *env, sf *sentinelFlags, opts *redis.Options, source string) (string, error) {
+	addrs, err := sf.list()
+	if err != nil || len(addrs) == 0 {
+		return source, err
+	}
+	pw, err := sf.password(e)
+	if err != nil {
+		return source, err
+	}
+	primary, _, err := agreedPrimary(querySentinels(ctx, addrs, sf.master, pw, opts.ReadTimeout), sf.master)
+	if err != nil {
+		return source, err
+	}
+	mounted := opts.Addr
+	o := *opts
+	o.Addr = primary
+	pc := redis.NewClient(&o)
+	defer pc.Close()
+	inf, err := fetchInfo(ctx, pc, "replication")
+	if err != nil {
+		return source, fmt.Errorf("primary %s (named by the Sentinels): %w", primary, err)
+	}
+	best, bestLag := primary, math.Inf(1)
+	for replica, lag := range replicaLags(inf) {
+		if lag <= backupInSyncLag && (lag < bestLag || lag == bestLag && replica < best) {
+			best, bestLag = replica, lag
+		}
+	}
+	opts.Addr = best
+	if best != mounted && source == sourceAuto {
+		source = sourceNetwork
+	}
+	return source, nil
 }
 
 // applyRetention deletes the backups older than o.retention (none when it is
@@ -163,12 +241,12 @@ func backup(ctx context.Context, e *env, c *redis.Client, o backupOptions) (stri
 	if err != nil {
 		return "", manifest{}, err
 	}
-	inf, err := fetchInfo(ctx, c, "server", "keyspace")
+	inf, err := fetchInfo(ctx, c, "server", "keyspace", "replication")
 	if err != nil {
 		return "", manifest{}, err
 	}
 	m := manifest{CreatedAt: e.now().UTC(), Keys: inf.totalKeys(), Keyspace: inf.keyspace(), Expires: inf.totalExpires(),
-		RedisVersion: inf["redis_version"], SourceAddr: c.Options().Addr, Source: sourceDatadir}
+		RedisVersion: inf["redis_version"], SourceAddr: c.Options().Addr, SourceRole: roleName(inf["role"]), Source: sourceDatadir}
 	if src != "" {
 		err = copyAndHash(src, tmp, &m, newProgress(o.progress, e.stderr, "copying bytes", 0))
 	} else {

@@ -19,18 +19,20 @@ the Sentinels' view (the current primary of --master-name, and a quorum). The
 line shows the node's role, its replicas and their lag, and the Sentinel view.`)
 	c := e.addConnFlags(fs)
 	memWarn := fs.Float64("memory-warn", 90, "memory threshold in percent of maxmemory (ignored when maxmemory is 0)")
-	sentinels := fs.String("sentinels", "", "comma-separated host:port of the Sentinels (sentinel topology)")
-	master := fs.String("master-name", "emailclient", "the primary's name at the Sentinels")
-	sentinelPwFile := fs.String("sentinel-password-file", "", "file with the Sentinels' password (default: env REDIS_SENTINEL_PASSWORD)")
+	sf := e.addSentinelFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	c.markSet(fs)
+	sentinels, err := sf.list()
+	if err != nil {
+		return err
+	}
 	line, err := checkHealth(ctx, e, c, *memWarn)
-	if err == nil && *sentinels != "" {
+	if err == nil && len(sentinels) > 0 {
 		var pw, view string
-		if pw, err = sentinelPassword(*sentinelPwFile); err == nil {
-			if view, err = sentinelView(ctx, strings.Split(*sentinels, ","), *master, pw); err == nil {
+		if pw, err = sf.password(e); err == nil {
+			if view, err = sentinelView(ctx, sentinels, sf.master, pw); err == nil {
 				line += " " + view
 			}
 		}

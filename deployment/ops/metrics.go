@@ -24,15 +24,24 @@ type metricsOptions struct {
 	queues        []string
 	queueRefresh  time.Duration
 	scrapeTimeout time.Duration
+	// sentinels, when set, make the exporter follow the primary they name (see sentinelFlags).
+	sentinels *sentinelFlags
 }
 
 func runMetrics(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("metrics", "[--listen :9121] [--backup-dir DIR] [flags]", `
 Serves Prometheus metrics on /metrics (and 200 "ok" on /healthz) until SIGTERM
 or SIGINT (exit 0). Redis is read on every scrape (INFO, the Celery queue
-lengths and HLEN unacked, in at most --scrape-timeout), so values follow Redis;
-when Redis cannot be read, redis_up is 0 and only the backup and scrape series
-are served. The connection (and password file) is resolved on every scrape, so
+lengths, HLEN unacked and the oldest entry of unacked_index, in at most
+--scrape-timeout), so values follow Redis; when Redis cannot be read, redis_up
+is 0 and only the backup, Sentinel and scrape series are served.
+
+With --sentinels (env REDIS_SENTINELS) the exporter follows the topology: on
+every scrape it asks each Sentinel for the primary of --master-name, its
+quorum (CKQUORUM), config epoch and replicas, reads the queue, memory and
+persistence series from the primary most Sentinels name (so after a failover
+from the new one), and reads INFO replication on every data node for its role
+and link; --addr is not used then. The connection (and password file) is resolved on every scrape, so
 a rotated password is picked up without a restart.
 
 Series: redis_up, redis_loading, redis_uptime_seconds, redis_memory_used_bytes,
@@ -44,8 +53,16 @@ redis_rejected_connections_total, redis_keys{db},
 redis_rdb_last_bgsave_ok, redis_rdb_bgsave_in_progress,
 redis_rdb_last_save_timestamp_seconds, redis_rdb_seconds_since_last_save,
 redis_rdb_changes_since_last_save, redis_aof_enabled, redis_aof_last_write_ok,
-redis_aof_last_bgrewrite_ok, redis_celery_queue_length{queue},
+redis_aof_last_bgrewrite_ok, redis_node_up{node},
+redis_replication_primary{node}, redis_replication_link_up{node} (replicas),
+redis_replication_replica_lag_seconds{replica} (on the primary, per online
+replica), redis_sentinel_up{sentinel},
+redis_sentinel_primary_info{sentinel,master_name,primary},
+redis_sentinel_quorum_ok{sentinel,master_name},
+redis_sentinel_config_epoch{sentinel,master_name} (with --sentinels),
+redis_celery_queue_length{queue}, redis_celery_queue_undrained_seconds{queue},
 redis_celery_unacked, redis_celery_unacked_index,
+redis_celery_unacked_oldest_age_seconds,
 redis_backup_last_success_timestamp_seconds and
 redis_backup_last_success_age_seconds (with --backup-dir, absent until a
 backup exists), redis_backups (with --backup-dir), redis_scrape_duration_seconds,
@@ -54,7 +71,7 @@ plus the process_* series of this exporter.
 Celery queues are --queues plus the queues named in _kombu.binding.* sets,
 found with SCAN at the first scrape and again every --queue-refresh.`)
 	c := e.addConnFlags(fs)
-	o := metricsOptions{}
+	o := metricsOptions{sentinels: e.addSentinelFlags(fs)}
 	fs.StringVar(&o.listen, "listen", ":9121", "HTTP listen address")
 	fs.StringVar(&o.backupDir, "backup-dir", "", "backup directory (read-only is fine) for the last backup's age: DIR/last-success and the manifests")
 	queues := fs.String("queues", "celery", "comma-separated Celery queues always reported")
@@ -65,6 +82,9 @@ found with SCAN at the first scrape and again every --queue-refresh.`)
 	}
 	c.markSet(fs)
 	if _, err := c.options(ctx, e); err != nil && exitCode(err) == ExitUsage {
+		return err
+	}
+	if _, err := o.sentinels.list(); err != nil {
 		return err
 	}
 	for _, q := range strings.Split(*queues, ",") {
@@ -123,6 +143,14 @@ type redisCollector struct {
 	discovered   []string
 	discoveredAt time.Time
 	lastErr      string
+	// queueSeen is, per queue, its length at the previous reading and when it was last seen empty or
+	// shorter than at the reading before (evidence that something takes from it).
+	queueSeen map[string]queueSeen
+}
+
+type queueSeen struct {
+	length    int64
+	drainedAt time.Time
 }
 
 func newRedisCollector(e *env, c *connFlags, o metricsOptions) *redisCollector {
@@ -165,14 +193,24 @@ var (
 	descAOFWriteOK  = desc("redis_aof_last_write_ok", "1 when the last AOF write succeeded (aof_last_write_status:ok), else 0.")
 	descAOFRewrite  = desc("redis_aof_last_bgrewrite_ok", "1 when the last AOF rewrite succeeded, else 0.")
 	descQueue       = desc("redis_celery_queue_length", "Messages waiting in a Celery queue (kombu priority sub-queues summed).", "queue")
+	descUndrained   = desc("redis_celery_queue_undrained_seconds", "Seconds the queue has held messages without once being read shorter than at this exporter's previous reading (0 while empty); counted from the exporter's start: the proxy for no consumer.", "queue")
+	descOldest      = desc("redis_celery_unacked_oldest_age_seconds", "Seconds since the oldest message in flight was delivered (now minus the lowest score of unacked_index); 0 when none is.")
+	descNodeUp      = desc("redis_node_up", "1 when the data node answered INFO in this scrape, else 0.", "node")
+	descPrimary     = desc("redis_replication_primary", "1 when the data node's role is master, 0 on a replica.", "node")
+	descLinkUp      = desc("redis_replication_link_up", "On a replica: 1 when its link to its primary is up (master_link_status:up).", "node")
+	descReplicaLag  = desc("redis_replication_replica_lag_seconds", "On the primary, per online replica: seconds since its last acknowledgement (INFO slaveN lag).", "replica")
+	descSentinelUp  = desc("redis_sentinel_up", "1 when the Sentinel answered in this scrape, else 0.", "sentinel")
+	descSentinelPri = desc("redis_sentinel_primary_info", "1, with the primary the Sentinel names for master_name (GET-MASTER-ADDR-BY-NAME).", "sentinel", "master_name", "primary")
+	descQuorumOK    = desc("redis_sentinel_quorum_ok", "1 when SENTINEL CKQUORUM succeeds on that Sentinel, else 0.", "sentinel", "master_name")
+	descEpoch       = desc("redis_sentinel_config_epoch", "The Sentinel's config-epoch of master_name (one more per failover).", "sentinel", "master_name")
 	descUnacked     = desc("redis_celery_unacked", "Messages delivered to a worker and not yet acknowledged (HLEN unacked).")
 	descUnackedIdx  = desc("redis_celery_unacked_index", "Entries in the unacked_index sorted set (ZCARD).")
 	descBackupTime  = desc("redis_backup_last_success_timestamp_seconds", "Unix time of the newest good backup in --backup-dir.")
 	descBackupAge   = desc("redis_backup_last_success_age_seconds", "Seconds since the newest good backup in --backup-dir.")
 	descBackups     = desc("redis_backups", "Backups (redis-backup-*.rdb) in --backup-dir.")
 	descScrapeTime  = desc("redis_scrape_duration_seconds", "Time this scrape spent reading Redis and the backup dir.")
-	allCustomDescs  = []*prometheus.Desc{descUp, descLoading, descMemRatio, descKeys, descBgsaveOK, descSinceSave, descAOFWriteOK, descAOFRewrite, descQueue, descUnacked, descUnackedIdx, descBackupTime, descBackupAge, descBackups, descScrapeTime}
-	metricsInfoSecs = []string{"server", "clients", "memory", "persistence", "stats", "keyspace"}
+	allCustomDescs  = []*prometheus.Desc{descUp, descLoading, descMemRatio, descKeys, descBgsaveOK, descSinceSave, descAOFWriteOK, descAOFRewrite, descQueue, descUnacked, descUnackedIdx, descUndrained, descOldest, descNodeUp, descPrimary, descLinkUp, descReplicaLag, descSentinelUp, descSentinelPri, descQuorumOK, descEpoch, descBackupTime, descBackupAge, descBackups, descScrapeTime}
+	metricsInfoSecs = []string{"server", "clients", "memory", "persistence", "stats", "keyspace", "replication"}
 )
 
 func (rc *redisCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -215,15 +253,26 @@ func (rc *redisCollector) collectRedis(ctx context.Context, ch chan<- prometheus
 	if err != nil {
 		return err
 	}
+	replicas, err := rc.followSentinels(ctx, ch, opts)
+	if err != nil {
+		return err
+	}
 	client := redis.NewClient(opts)
 	defer client.Close()
 	// INFO works while Redis loads and when saving fails (MISCONF), unlike PING.
 	inf, err := fetchInfo(ctx, client, metricsInfoSecs...)
-	if err != nil {
-		return fmt.Errorf("%s as %s: %w", opts.Addr, opts.Username, err)
-	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	rc.collectReplicas(ctx, ch, opts, replicas)
+	if err != nil {
+		gauge(descNodeUp, 0, opts.Addr)
+		return fmt.Errorf("%s as %s: %w", opts.Addr, opts.Username, err)
+	}
+	gauge(descNodeUp, 1, opts.Addr)
+	collectRole(ch, opts.Addr, inf)
+	for replica, lag := range replicaLags(inf) {
+		gauge(descReplicaLag, lag, replica)
 	}
 	for _, g := range infoGauges {
 		if v, ok := inf[g.field]; ok {
@@ -255,12 +304,109 @@ func (rc *redisCollector) collectRedis(ctx context.Context, ch chan<- prometheus
 	if err != nil {
 		return err
 	}
+	now := rc.e.now()
 	for q, n := range cel.Queues {
 		gauge(descQueue, float64(n), q)
+		gauge(descUndrained, rc.undrained(q, n, now).Seconds(), q)
 	}
 	gauge(descUnacked, float64(cel.Unacked))
 	gauge(descUnackedIdx, float64(cel.UnackedIndex))
+	oldest, err := client.ZRangeWithScores(ctx, "unacked_index", 0, 0).Result()
+	if err != nil && !isWrongType(err) {
+		return fmt.Errorf("ZRANGE unacked_index 0 0: %w", err)
+	}
+	age := 0.0
+	if len(oldest) == 1 {
+		age = math.Max(0, float64(now.UnixNano())/1e9-oldest[0].Score)
+	}
+	gauge(descOldest, age)
 	return nil
+}
+
+// undrained records queue q's length n and returns how long it has held messages without once being
+// read shorter than at the previous reading. Redis keeps no per-queue record of who takes from a
+// list (BRPOP leaves no trace, and the monitor user may read no message), so a queue that has
+// tasks and never shrinks is the sign that nothing consumes it. A queue first seen now counts
+// from now, so a restarted exporter never reports an old stall.
+func (rc *redisCollector) undrained(q string, n int64, now time.Time) time.Duration {
+	if rc.queueSeen == nil {
+		rc.queueSeen = map[string]queueSeen{}
+	}
+	prev, seen := rc.queueSeen[q]
+	if !seen || n == 0 || n < prev.length {
+		prev.drainedAt = now
+	}
+	rc.queueSeen[q] = queueSeen{length: n, drainedAt: prev.drainedAt}
+	if n == 0 {
+		return 0
+	}
+	return now.Sub(prev.drainedAt)
+}
+
+// followSentinels, with --sentinels, sends the Sentinel series, points opts at the primary the
+// Sentinels agree on and returns the replicas they know; without, it does nothing.
+func (rc *redisCollector) followSentinels(ctx context.Context, ch chan<- prometheus.Metric, opts *redis.Options) ([]string, error) {
+	sf := rc.o.sentinels
+	if sf == nil {
+		return nil, nil
+	}
+	addrs, err := sf.list()
+	if err != nil || len(addrs) == 0 {
+		return nil, err
+	}
+	pw, err := sf.password(rc.e)
+	if err != nil {
+		return nil, err
+	}
+	reports := querySentinels(ctx, addrs, sf.master, pw, opts.ReadTimeout)
+	for _, r := range reports {
+		ch <- prometheus.MustNewConstMetric(descSentinelUp, prometheus.GaugeValue, boolFloat(r.up), r.addr)
+		ch <- prometheus.MustNewConstMetric(descQuorumOK, prometheus.GaugeValue, boolFloat(r.quorumOK), r.addr, sf.master)
+		if r.primary != "" {
+			ch <- prometheus.MustNewConstMetric(descSentinelPri, prometheus.GaugeValue, 1, r.addr, sf.master, r.primary)
+		}
+		if r.epoch >= 0 {
+			ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(r.epoch), r.addr, sf.master)
+		}
+	}
+	primary, replicas, err := agreedPrimary(reports, sf.master)
+	if err != nil {
+		return nil, err
+	}
+	opts.Addr = primary
+	return replicas, nil
+}
+
+// collectReplicas sends each replica's up, role and link series (INFO replication, concurrently).
+func (rc *redisCollector) collectReplicas(ctx context.Context, ch chan<- prometheus.Metric, opts *redis.Options, replicas []string) {
+	infos := make([]info, len(replicas))
+	var wg sync.WaitGroup
+	for i, addr := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := *opts
+			o.Addr = addr
+			c := redis.NewClient(&o)
+			defer c.Close()
+			infos[i], _ = fetchInfo(ctx, c, "replication")
+		}()
+	}
+	wg.Wait()
+	for i, addr := range replicas {
+		ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, boolFloat(infos[i] != nil), addr)
+		if infos[i] != nil {
+			collectRole(ch, addr, infos[i])
+		}
+	}
+}
+
+// collectRole sends a data node's role and, on a replica, its link.
+func collectRole(ch chan<- prometheus.Metric, node string, inf info) {
+	ch <- prometheus.MustNewConstMetric(descPrimary, prometheus.GaugeValue, boolFloat(inf["role"] == "master"), node)
+	if inf["role"] == "slave" {
+		ch <- prometheus.MustNewConstMetric(descLinkUp, prometheus.GaugeValue, boolFloat(inf["master_link_status"] == "up"), node)
+	}
 }
 
 // queues returns the configured plus discovered queues, re-discovering them

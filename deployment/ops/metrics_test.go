@@ -2,12 +2,14 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,6 +103,22 @@ func TestMetricsFollowRedis(t *testing.T) {
 	if _, ok := m1["redis_backup_last_success_age_seconds"]; ok {
 		t.Error("backup age reported with no backup")
 	}
+	// Standalone: the one node is a primary without replicas, and no Sentinel series.
+	node := fmt.Sprintf("{node=%q}", s.Addr())
+	for series, v := range map[string]float64{"redis_node_up" + node: 1, "redis_replication_primary" + node: 1,
+		`redis_celery_queue_undrained_seconds{queue="celery"}`: 0} {
+		if got := need(t, m1, series); got != v {
+			t.Errorf("%s = %v, want %v", series, got, v)
+		}
+	}
+	if age := need(t, m1, "redis_celery_unacked_oldest_age_seconds"); age < 0 || age > 30 {
+		t.Errorf("oldest in-flight age %v, want the seconds since seed", age)
+	}
+	for k := range m1 {
+		if strings.HasPrefix(k, "redis_sentinel_") || strings.HasPrefix(k, "redis_replication_replica_lag_seconds") {
+			t.Errorf("%s served without Sentinels or replicas", k)
+		}
+	}
 
 	// Redis changes: 2000 keys of 1000 bytes, the celery queue grows by 5, a new queue is bound.
 	ctx := context.Background()
@@ -134,6 +152,16 @@ func TestMetricsFollowRedis(t *testing.T) {
 	}
 	if m2["redis_commands_processed_total"] <= m1["redis_commands_processed_total"] {
 		t.Error("commands processed did not grow")
+	}
+	// The celery queue grew: no sign of a consumer since the first scrape.
+	if u := need(t, m2, `redis_celery_queue_undrained_seconds{queue="celery"}`); u <= 0 {
+		t.Errorf("celery queue grew, undrained %v, want > 0", u)
+	}
+	if err := client.RPop(ctx, "celery").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if u := need(t, scrape(t, url+"/metrics"), `redis_celery_queue_undrained_seconds{queue="celery"}`); u != 0 {
+		t.Errorf("after a task was taken, undrained %v, want 0", u)
 	}
 	if age := need(t, m2, "redis_backup_last_success_age_seconds"); age < 0 || age > 30 {
 		t.Errorf("backup age %v", age)
@@ -208,5 +236,52 @@ func TestMetricsCommandAndHealthz(t *testing.T) {
 	}
 	if r := cli(t, "", nil, "metrics", "--listen", "127.0.0.1:1", "--scrape-timeout", "0s"); r.code != ExitUsage {
 		t.Errorf("bad --scrape-timeout: %v", r)
+	}
+}
+
+// TestUndrained pins the no-consumer proxy: a queue counts from when it is first seen, and the count
+// restarts whenever it is empty or shorter than at the previous reading.
+func TestUndrained(t *testing.T) {
+	rc := &redisCollector{}
+	t0 := time.Unix(1_700_000_000, 0)
+	for i, step := range []struct {
+		at   time.Duration
+		n    int64
+		want time.Duration
+	}{
+		{0, 5, 0},                             // first seen: counts from now
+		{time.Minute, 5, time.Minute},         // unchanged
+		{2 * time.Minute, 9, 2 * time.Minute}, // grew: still no sign of a consumer
+		{3 * time.Minute, 8, 0},               // shrank: something took one
+		{4 * time.Minute, 8, time.Minute},     // unchanged again
+		{5 * time.Minute, 0, 0},               // empty
+		{6 * time.Minute, 3, time.Minute},     // tasks since the empty reading
+	} {
+		if got := rc.undrained("q", step.n, t0.Add(step.at)); got != step.want {
+			t.Errorf("step %d (len %d at %v): undrained %v, want %v", i, step.n, step.at, got, step.want)
+		}
+	}
+}
+
+// TestAgreedPrimaryAndLags: the primary most Sentinels name wins; INFO's online replicas and lags.
+func TestAgreedPrimaryAndLags(t *testing.T) {
+	primary, replicas, err := agreedPrimary([]sentinelReport{
+		{addr: "s1", primary: "redis-0:6379", replicas: []string{"redis-1:6379", "redis-2:6379"}},
+		{addr: "s2", primary: "redis-1:6379", replicas: []string{"redis-0:6379"}},
+		{addr: "s3", primary: "redis-1:6379", replicas: []string{"redis-0:6379", "redis-2:6379"}},
+		{addr: "s4", err: errors.New("down")},
+	}, "emailclient")
+	if err != nil || primary != "redis-1:6379" || !slices.Equal(replicas, []string{"redis-0:6379", "redis-2:6379"}) {
+		t.Errorf("agreedPrimary = %q %q %v, want redis-1:6379 [redis-0:6379 redis-2:6379]", primary, replicas, err)
+	}
+	if _, _, err := agreedPrimary([]sentinelReport{{addr: "s1", err: errors.New("refused")}}, "emailclient"); exitCode(err) != ExitTopology {
+		t.Errorf("no primary named: %v (exit %d), want exit %d", err, exitCode(err), ExitTopology)
+	}
+	lags := replicaLags(info{"connected_slaves": "3",
+		"slave0": "ip=redis-1,port=6379,state=online,offset=10,lag=0",
+		"slave1": "ip=redis-2,port=6379,state=wait_bgsave,offset=0,lag=7",
+		"slave2": "ip=10.0.0.3,port=6380,state=online,offset=9,lag=12"})
+	if len(lags) != 2 || lags["redis-1:6379"] != 0 || lags["10.0.0.3:6380"] != 12 {
+		t.Errorf("replicaLags = %v, want the two online replicas", lags)
 	}
 }

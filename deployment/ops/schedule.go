@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // lastSuccessFile is written into the backup dir after every good scheduled
@@ -23,6 +21,7 @@ type scheduleOptions struct {
 	every       time.Duration
 	verify      bool
 	onceAtStart bool
+	sentinels   *sentinelFlags
 }
 
 // schedule is a cron expression or a fixed interval.
@@ -69,7 +68,7 @@ Times are in the local zone: UTC unless TZ is set (e.g. TZ=Europe/Berlin; the
 binary embeds the zone database). --every runs at a fixed interval instead
 (for tests and short schedules); exactly one of --cron and --every is required.`)
 	c := e.addConnFlags(fs)
-	o := scheduleOptions{}
+	o := scheduleOptions{sentinels: e.addSentinelFlags(fs)}
 	fs.StringVar(&o.cron, "cron", "", `5-field cron expression, e.g. "0 2 * * *" (daily at 02:00)`)
 	fs.DurationVar(&o.every, "every", 0, "run at this fixed interval instead of --cron (at least 1s)")
 	fs.StringVar(&o.dir, "dir", "", "backup directory (required)")
@@ -92,6 +91,9 @@ binary embeds the zone database). --every runs at a fixed interval instead
 	}
 	if _, err := c.options(ctx, e); err != nil && exitCode(err) == ExitUsage {
 		return err // a bad --addr, --url or --password-file is a usage error; anything else is a failed run later
+	}
+	if _, err := o.sentinels.list(); err != nil {
+		return err
 	}
 	zone, _ := e.now().Zone()
 	fmt.Fprintf(e.stderr, "redis-ops schedule: %s (zone %s), dir %s, source %s, retention %v, verify %v; first run at %s\n",
@@ -146,23 +148,19 @@ func scheduledRun(ctx context.Context, e *env, c *connFlags, o scheduleOptions) 
 		fmt.Fprintf(e.stdout, "backup FAILED: %s: %s\n", kind, oneLine(err.Error()))
 		return
 	}
-	fmt.Fprintf(e.stdout, "backup ok file=%s size=%d keys=%d sha256=%s deleted=%d duration=%s\n",
-		filepath.Base(path), m.Size, m.Keys, m.SHA256, len(deleted), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(e.stdout, "backup ok file=%s size=%d keys=%d sha256=%s deleted=%d duration=%s node=%s role=%s\n",
+		filepath.Base(path), m.Size, m.Keys, m.SHA256, len(deleted), time.Since(start).Round(time.Millisecond), m.SourceAddr, m.SourceRole)
 }
 
 // backupAndVerify connects, backs up, re-verifies, records the success and
 // applies retention. A retention error fails the run after last-success is
 // written (the backup itself is good).
 func backupAndVerify(ctx context.Context, e *env, c *connFlags, o scheduleOptions) (string, manifest, []string, error) {
-	opts, err := c.options(ctx, e)
+	client, err := connectBackupNode(ctx, e, c, o.sentinels, &o.backupOptions)
 	if err != nil {
 		return "", manifest{}, nil, err
 	}
-	client := redis.NewClient(opts)
 	defer client.Close()
-	if err := client.Ping(ctx).Err(); err != nil && classify(err) != ExitPersistence {
-		return "", manifest{}, nil, fmt.Errorf("connect to %s as %s: %w", opts.Addr, opts.Username, err)
-	}
 	path, m, err := backup(ctx, e, client, o.backupOptions)
 	if err != nil {
 		return path, m, nil, err

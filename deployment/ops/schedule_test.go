@@ -16,7 +16,7 @@ import (
 )
 
 // okLine is the scheduler's line for a good run.
-var okLine = regexp.MustCompile(`^backup ok file=(redis-backup-\S+\.rdb) size=(\d+) keys=(\d+) sha256=([0-9a-f]{64}) deleted=(\d+) duration=\S+$`)
+var okLine = regexp.MustCompile(`^backup ok file=(redis-backup-\S+\.rdb) size=(\d+) keys=(\d+) sha256=([0-9a-f]{64}) deleted=(\d+) duration=\S+ node=\S+ role=(primary|replica)$`)
 
 // syncBuffer is a bytes.Buffer safe to read while the command writes.
 type syncBuffer struct {

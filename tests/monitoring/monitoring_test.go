@@ -35,6 +35,7 @@ import (
 
 	"github.com/emailclient/emailclient-infra/components/redisconf"
 	"github.com/emailclient/emailclient-infra/deployment/ops"
+	"github.com/emailclient/emailclient-infra/tests/realredis"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 	"github.com/emailclient/emailclient-infra/tests/tiers"
 )
@@ -516,8 +517,38 @@ func TestQueriedMetricsAreServed(t *testing.T) {
 
 // servedMetrics starts `redis-ops metrics` against a real redis-server set up so that every
 // conditional series appears (a maxmemory limit, keys, a Celery queue, a backup in --backup-dir),
-// scrapes it and returns the names of the series it serves.
+// and against a real Sentinel topology (the replication and Sentinel series), scrapes both and
+// returns the names of the series they serve.
 func servedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	served := servedStandalone(t)
+	for name := range servedSentinel(t) {
+		served[name] = true
+	}
+	return served
+}
+
+// servedSentinel scrapes `redis-ops metrics --sentinels ...` once against a real Sentinel topology
+// (tests/realredis) and returns the series names; the Sentinel and replication ones must be there.
+func servedSentinel(t *testing.T) map[string]bool {
+	t.Helper()
+	top := realredis.StartSentinel(t, "dev", `{"mode":"sentinel"}`)
+	var sentinels []string
+	for _, s := range top.Sentinels {
+		sentinels = append(sentinels, s.Addr())
+	}
+	t.Setenv("REDIS_SENTINEL_PASSWORD", top.Sentinel)
+	t.Setenv("REDIS_PASSWORD", top.Ops)
+	body, _ := scrapeExporter(t, "--user", redisconf.OpsUser, "--sentinels", strings.Join(sentinels, ","), "--master-name", top.Master)
+	served, values := seriesNames(body)
+	if values["redis_up"] != "1" || !served["redis_sentinel_config_epoch"] || !served["redis_replication_replica_lag_seconds"] {
+		t.Fatalf("the exporter did not read the Sentinel topology (redis_up %q), so its series are incomplete\n%s", values["redis_up"], body)
+	}
+	return served
+}
+
+// servedStandalone scrapes the exporter against one redis-server with a backup directory.
+func servedStandalone(t *testing.T) map[string]bool {
 	t.Helper()
 	const opsPassword, monitorPassword = "ops-test-pw", "monitor-test-pw"
 	acl := redistest.WriteACLFile(t,
@@ -546,17 +577,49 @@ func servedMetrics(t *testing.T) map[string]bool {
 		t.Fatalf("redis-ops backup: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 
+	body, stderr := scrapeExporter(t, "--backup-dir", dir, "--addr", s.Addr(),
+		"--user", redisconf.MonitorUser, "--password-file", passwordFile(monitorPassword))
+	served, values := seriesNames(body)
+	// The fixture must have reached every conditional branch, or a name would be missing for the
+	// wrong reason: Redis readable, and a good backup found.
+	if values["redis_up"] != "1" {
+		t.Fatalf("redis_up = %q: the exporter could not read Redis, so its series are incomplete\n%s", values["redis_up"], stderr)
+	}
+	if !served["redis_backup_last_success_age_seconds"] {
+		t.Fatalf("the exporter found no backup in --backup-dir, so its series are incomplete\n%s", body)
+	}
+	return served
+}
+
+// seriesNames returns the metric names of an exposition and the last value of each.
+func seriesNames(body []byte) (map[string]bool, map[string]string) {
+	served := map[string]bool{}
+	values := map[string]string{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name := line[:strings.IndexAny(line, "{ ")]
+		served[name] = true
+		values[name] = line[strings.LastIndexByte(line, ' ')+1:]
+	}
+	return served, values
+}
+
+// scrapeExporter runs `redis-ops metrics` with args on a free port until the test ends, and returns
+// its first successful /metrics body and its stderr so far.
+func scrapeExporter(t *testing.T, args ...string) ([]byte, string) {
+	t.Helper()
 	port, err := redistest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	listen := "127.0.0.1:" + strconv.Itoa(port)
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(context.Background())
 	stderr := &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- ops.Run(runCtx, []string{"metrics", "--listen", listen, "--backup-dir", dir, "--addr", s.Addr(),
-			"--user", redisconf.MonitorUser, "--password-file", passwordFile(monitorPassword)}, io.Discard, stderr)
+		done <- ops.Run(runCtx, append([]string{"metrics", "--listen", listen}, args...), io.Discard, stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -589,26 +652,7 @@ func servedMetrics(t *testing.T) map[string]bool {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-
-	served := map[string]bool{}
-	values := map[string]string{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name := line[:strings.IndexAny(line, "{ ")]
-		served[name] = true
-		values[name] = line[strings.LastIndexByte(line, ' ')+1:]
-	}
-	// The fixture must have reached every conditional branch, or a name would be missing for the
-	// wrong reason: Redis readable, and a good backup found.
-	if values["redis_up"] != "1" {
-		t.Fatalf("redis_up = %q: the exporter could not read Redis, so its series are incomplete\n%s", values["redis_up"], stderr.String())
-	}
-	if !served["redis_backup_last_success_age_seconds"] {
-		t.Fatalf("the exporter found no backup in --backup-dir, so its series are incomplete\n%s", body)
-	}
-	return served
+	return body, stderr.String()
 }
 
 // lockedBuffer is a bytes.Buffer safe for the exporter's goroutine and the test to share.

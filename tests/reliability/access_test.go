@@ -84,7 +84,8 @@ func TestMonitorUserOnlyReads(t *testing.T) {
 	ops := b.Client(t, redisconf.OpsUser)
 	require.NoError(t, ops.RPush(ctx, "celery", "task").Err())
 	may := [][]any{{"ping"}, {"info"}, {"info", "persistence"}, {"scan", "0", "match", "_kombu.binding.*"},
-		{"smembers", "_kombu.binding.celery"}, {"llen", "celery"}, {"hlen", "unacked"}, {"zcard", "unacked_index"}}
+		{"smembers", "_kombu.binding.celery"}, {"llen", "celery"}, {"hlen", "unacked"}, {"zcard", "unacked_index"},
+		{"zrange", "unacked_index", "0", "0", "withscores"}}
 	mayNot := [][]any{{"get", "k"}, {"set", "k", "v"}, {"lpop", "celery"}, {"rpush", "celery", "x"}, {"del", "celery"},
 		{"lrange", "celery", "0", "-1"}, {"hgetall", "unacked"}, {"publish", "c", "m"}, {"subscribe", "c"}, {"expire", "celery", "1"}}
 	for _, cmd := range adminCommands {
