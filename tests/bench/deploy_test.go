@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/tests/engine"
 )
@@ -60,8 +62,8 @@ func BenchmarkDeployTime(b *testing.B) {
 				}
 			}
 			// Build the images once; repetitions then measure deploys with images cached.
-			p.Pulumi("up", "--yes", "--stack", p.Stack)
-			p.Pulumi("destroy", "--yes", "--stack", p.Stack)
+			p.Up()
+			require.NoError(b, p.Destroy())
 			v.project = p
 			variants = append(variants, v)
 		}
@@ -71,9 +73,9 @@ func BenchmarkDeployTime(b *testing.B) {
 			for k := range variants {
 				v := variants[(k+rep)%len(variants)]
 				start := time.Now()
-				v.project.Pulumi("up", "--yes", "--stack", v.project.Stack)
+				v.project.Up()
 				v.times = append(v.times, time.Since(start).Seconds())
-				v.project.Pulumi("destroy", "--yes", "--stack", v.project.Stack)
+				require.NoError(b, v.project.Destroy())
 			}
 		}
 	}

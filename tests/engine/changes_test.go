@@ -28,8 +28,7 @@ import (
 // warm shutdown).
 func TestConfigChangeUnderLoadLosesNothing(t *testing.T) {
 	p, _, port := newDevStack(t)
-	out, err := p.Make("up", "STACK="+p.Stack)
-	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))
+	p.Up()
 	email := p.Output("emailServiceContainer")
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Username: "celery",
 		Password: passwordOf(t, p.Output("celeryBrokerUrl")), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
@@ -70,9 +69,9 @@ func TestConfigChangeUnderLoadLosesNothing(t *testing.T) {
 	p.SetPath("redis.loglevel", "warning")
 	p.SetPath("celery.logLevel", "info")
 	start := time.Now()
-	up := p.Pulumi("up", "--yes", "--stack", p.Stack)
+	up := p.Up()
 	upTime := time.Since(start)
-	assert.Contains(t, up, "replaced", "the change replaces containers")
+	assert.Positive(t, (*up.Changes)["replace"], "the change replaces containers: %v", *up.Changes)
 	// Writes go on until Redis answers again, and a little after.
 	deadline := time.Now().Add(60 * time.Second)
 	for n := len(acked); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -106,7 +105,8 @@ func TestConfigChangeUnderLoadLosesNothing(t *testing.T) {
 }
 
 // TestDevAndProdSideBySide: a dev-profile and a prod-profile stack deployed with their default names
-// on one engine: both healthy, no container, volume or network shared.
+// on one engine by the users' own command, `make up` (deploy.sh): both healthy, no container, volume or
+// network shared; `make destroy` removes dev and refuses prod while its volumes are protected.
 func TestDevAndProdSideBySide(t *testing.T) {
 	engine.Require(t)
 	sfx := strings.ToLower(strconv.FormatInt(time.Now().UnixNano()%1e8, 36))
@@ -139,6 +139,14 @@ func TestDevAndProdSideBySide(t *testing.T) {
 	}
 	t.Logf("FIGURE dev and prod on one engine: both healthy, %d Docker objects, none shared", len(objects))
 	assert.GreaterOrEqual(t, len(objects), 10)
+
+	out, err := prod.Make("destroy", "STACK="+prod.Stack)
+	require.Error(t, err, "make destroy of a protected prod stack must fail")
+	assert.Contains(t, out, "protected", "the error says why")
+	out, err = dev.Make("destroy", "STACK="+dev.Stack)
+	require.NoError(t, err, "make destroy:\n%s", engine.Tail(out, 40))
+	left, _ := exec.Command("docker", "ps", "-a", "-q", "--filter", "name=emailclient-"+dev.Stack+"-").Output()
+	assert.Empty(t, strings.TrimSpace(string(left)), "containers left after make destroy")
 }
 
 // lastLine is the last line of a command's output (the client's one JSON line).
@@ -150,8 +158,7 @@ func lastLine(s string) string { return engine.Tail(strings.TrimSpace(s), 1) }
 func TestStandaloneToSentinelKeepsData(t *testing.T) {
 	p, _, port := newDevStack(t)
 	p.SetPath("emailService.enabled", "false") // queued tasks stay queued: no worker consumes them
-	out, err := p.Make("up", "STACK="+p.Stack)
-	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))
+	p.Up()
 	opsPw := p.Output("opsPassword")
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Username: "ops", Password: opsPw})
 	ctx := context.Background()
@@ -161,7 +168,7 @@ func TestStandaloneToSentinelKeepsData(t *testing.T) {
 		pipe.Set(ctx, "engine:key:"+strconv.Itoa(i), i, time.Hour)
 	}
 	pipe.RPush(ctx, "celery", "task-1", "task-2", "task-3") // Celery's default queue
-	_, err = pipe.Exec(ctx)
+	_, err := pipe.Exec(ctx)
 	require.NoError(t, err)
 	before, err := client.DBSize(ctx).Result()
 	require.NoError(t, err)
@@ -170,9 +177,9 @@ func TestStandaloneToSentinelKeepsData(t *testing.T) {
 	p.SetPath("topology.mode", "sentinel")
 	p.SetPath("container.hostPort", "0")
 	start := time.Now()
-	p.Pulumi("up", "--yes", "--stack", p.Stack)
+	p.Up()
 	t.Logf("pulumi up standalone -> sentinel: %s", time.Since(start).Round(100*time.Millisecond))
-	p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
+	p.PreviewNoChanges()
 
 	primary := p.Output("redisContainer")
 	count := func(container string, command ...string) string {

@@ -1,7 +1,8 @@
 // Package engine is tier 5, the judge: the real Pulumi CLI, its Go language host and the Docker and
 // random provider plugins deploy the real project (a copy of this checkout: Pulumi.yaml, the stack
 // files, infra/ built by the language host) to the local Docker engine with a file:// backend in a
-// temp dir, exactly as `make up` does. Where the toolchain is missing, the tier says so in one line
+// temp dir, driven through Pulumi's Automation API (sdk/v3/go/auto: a LocalWorkspace on the copy) as a
+// user's CI drives its stacks; `make up`, the users' own command, keeps tests of its own. Where the toolchain is missing, the tier says so in one line
 // (tests/tiers) and does not run.
 package engine
 
@@ -19,6 +20,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optrefresh"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optremove"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/emailclient/emailclient-infra/stacks"
 	"github.com/emailclient/emailclient-infra/tests/dockertest"
@@ -116,15 +125,13 @@ func NewIsolatedProject(t testing.TB, stack string) (*Project, string) {
 	t.Helper()
 	sfx := strings.TrimPrefix(dockertest.MakeSuffix(t.Name()), "dt-")
 	p := newLocalProject(t, stack, sfx)
-	for key, value := range map[string]string{
+	p.SetPaths(map[string]string{
 		"container.name":      sfx + "-redis",
 		"container.network":   sfx + "-net",
 		"container.volume":    sfx + "-data",
 		"container.imageName": "emailclient-redis:" + sfx,
 		"emailService.name":   sfx + "-email",
-	} {
-		p.SetPath(key, value)
-	}
+	})
 	return p, sfx
 }
 
@@ -162,9 +169,7 @@ func newLocalProject(t testing.TB, stack, marker string) *Project {
 	if host == "" {
 		host = "unix:///var/run/docker.sock"
 	}
-	p.Pulumi("config", "set", "--stack", stack, "docker:host", host)
-	p.SetPath("container.baseImage", redisBase)
-	p.SetPath("emailService.baseImage", workerBase)
+	p.SetPaths(map[string]string{"docker:host": host, "container.baseImage": redisBase, "emailService.baseImage": workerBase})
 	return p
 }
 
@@ -172,20 +177,25 @@ func newLocalProject(t testing.TB, stack, marker string) *Project {
 // tool that reads the stack as a user's shell would (e.g. redis-ops --stack).
 func (p *Project) Env() []string { return slices.Clone(p.env) }
 
-// Project is a throwaway copy of the project with its own file backend and passphrase.
+// Project is a throwaway copy of the project with its own file backend and passphrase, driven by
+// the Automation API.
 type Project struct {
 	t     testing.TB
 	Dir   string
 	Stack string
 	env   []string
+	stack auto.Stack
+	// backend is the directory of the file:// backend.
+	backend string
 }
 
 // projectFiles are what the engine and the program read from a checkout.
 var projectFiles = []string{"Makefile", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "go.mod", "go.sum", "infra", "stacks", "components", "deployment"}
 
 // NewProject copies the project into a temp dir and creates stack (dev, prod, or another name with
-// the profile set by the caller) in a file:// backend there. Cleanup destroys the stack, removes it and
-// the Docker objects that outlive destroy on purpose (volumes kept by RetainOnDelete).
+// the profile set by the caller) in a file:// backend there, through the Automation API: a
+// LocalWorkspace on the copy, as a user's CI drives its stacks. It stages the redis-ops binary, as
+// `make up` does (deployment/docker/ops/build.sh). Cleanup destroys the stack and removes it.
 func NewProject(t testing.TB, stack string) *Project {
 	t.Helper()
 	root, err := stacks.FindRoot()
@@ -199,41 +209,113 @@ func NewProject(t testing.TB, stack string) *Project {
 		}
 	}
 	_ = os.RemoveAll(filepath.Join(dir, ".pulumi-state"))
-	p := &Project{t: t, Dir: dir, Stack: stack}
-	p.env = append(os.Environ(),
-		"PULUMI_BACKEND_URL=file://"+t.TempDir(),
-		"PULUMI_CONFIG_PASSPHRASE=engine-tier-"+stack,
-		"PULUMI_SKIP_UPDATE_CHECK=true",
-		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true",
-		"NO_COLOR=1",
-	)
-	p.Pulumi("stack", "init", stack, "--secrets-provider", "passphrase")
+	if out, err := exec.Command("bash", filepath.Join(dir, "deployment/docker/ops/build.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("stage redis-ops: %v: %s", err, out)
+	}
+	backend := t.TempDir()
+	env := map[string]string{
+		"PULUMI_BACKEND_URL":                          "file://" + backend,
+		"PULUMI_CONFIG_PASSPHRASE":                    "engine-tier-" + stack,
+		"PULUMI_SKIP_UPDATE_CHECK":                    "true",
+		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+		"NO_COLOR": "1",
+	}
+	p := &Project{t: t, Dir: dir, Stack: stack, env: os.Environ(), backend: backend}
+	for k, v := range env {
+		p.env = append(p.env, k+"="+v)
+	}
+	p.stack, err = auto.UpsertStackLocalSource(context.Background(), stack, dir, auto.EnvVars(env), auto.SecretsProvider("passphrase"))
+	if err != nil {
+		t.Fatalf("stack %s: %v", stack, err)
+	}
 	t.Cleanup(func() {
+		ctx := context.Background()
 		// A prod-profile stack protects its volumes; the test's own stack goes regardless.
-		_, _ = p.run("pulumi", "state", "unprotect", "--all", "--yes", "--stack", stack)
-		if out, err := p.run("pulumi", "destroy", "--yes", "--stack", stack); err != nil {
-			t.Logf("cleanup: pulumi destroy: %v\n%s", err, Tail(out, 30))
+		_ = p.SetPathErr("protect", "false")
+		if _, err := p.stack.Destroy(ctx, optdestroy.ProgressStreams(p.progress("destroy")), optdestroy.Refresh()); err != nil {
+			t.Logf("cleanup: destroy: %v", err)
 		}
-		_, _ = p.run("pulumi", "stack", "rm", "--yes", "--force", stack)
+		_ = p.stack.Workspace().RemoveStack(ctx, stack, optremove.Force())
 	})
 	return p
 }
 
-// SetPath sets a config value by path (`pulumi config set --path KEY VALUE`), as a user sets one field
-// of an object setting.
+// SetPath sets a config value by path, as `pulumi config set --path KEY VALUE` does (a user setting
+// one field of an object setting); it fails the test on error.
 func (p *Project) SetPath(key, value string) {
 	p.t.Helper()
-	p.Pulumi("config", "set", "--path", "--stack", p.Stack, key, value)
+	if err := p.SetPathErr(key, value); err != nil {
+		p.t.Fatalf("config %s: %v", key, err)
+	}
 }
 
-// Pulumi runs the pulumi CLI in the project and fails the test on error, with the output's tail.
-func (p *Project) Pulumi(args ...string) string {
+// SetPathErr is SetPath returning the error.
+func (p *Project) SetPathErr(key, value string) error {
+	return p.stack.SetConfigWithOptions(context.Background(), key, auto.ConfigValue{Value: value}, &auto.ConfigOptions{Path: true})
+}
+
+// SetPaths sets several config values by path in one call.
+func (p *Project) SetPaths(values map[string]string) {
 	p.t.Helper()
-	out, err := p.run("pulumi", args...)
-	if err != nil {
-		p.t.Fatalf("pulumi %s: %v\n%s", strings.Join(args, " "), err, Tail(out, 60))
+	cfg := auto.ConfigMap{}
+	for k, v := range values {
+		cfg[k] = auto.ConfigValue{Value: v}
 	}
-	return out
+	if err := p.stack.SetAllConfigWithOptions(context.Background(), cfg, &auto.ConfigOptions{Path: true}); err != nil {
+		p.t.Fatalf("config: %v", err)
+	}
+}
+
+// Up deploys the stack (Stack.Up) with the engine's progress and events streamed into the test log,
+// and returns the deploy's timeline; it fails the test on error.
+func (p *Project) Up() *Timeline {
+	p.t.Helper()
+	tl, err := p.UpErr()
+	if err != nil {
+		p.t.Fatalf("up %s: %v", p.Stack, err)
+	}
+	return tl
+}
+
+// UpErr is Up returning the error (the engine's output is in it).
+func (p *Project) UpErr() (*Timeline, error) {
+	events, tl := p.watch()
+	start := time.Now()
+	res, err := p.stack.Up(context.Background(), optup.ProgressStreams(p.progress("up")), optup.EventStreams(events))
+	tl.wait()
+	tl.Wall = time.Since(start)
+	p.t.Logf("up %s: %s (%s)", p.Stack, tl.Wall.Round(100*time.Millisecond), errOrOK(err))
+	if err != nil {
+		return tl, err
+	}
+	tl.Changes = res.Summary.ResourceChanges
+	return tl, nil
+}
+
+// PreviewNoChanges previews the stack and fails the test unless the engine plans no change
+// (optpreview.ExpectNoChanges): what a second `pulumi up` would do after a deploy.
+func (p *Project) PreviewNoChanges() {
+	p.t.Helper()
+	res, err := p.stack.Preview(context.Background(), optpreview.ExpectNoChanges(), optpreview.ProgressStreams(p.progress("preview")))
+	if err != nil {
+		p.t.Fatalf("preview %s shows changes: %v", p.Stack, err)
+	}
+	p.t.Logf("preview %s: %v", p.Stack, res.ChangeSummary)
+}
+
+// RefreshNoChanges reads every resource back from the Docker engine (Stack.Refresh) and fails the test
+// unless the state already matched what runs (optrefresh.ExpectNoChanges).
+func (p *Project) RefreshNoChanges() {
+	p.t.Helper()
+	if _, err := p.stack.Refresh(context.Background(), optrefresh.ExpectNoChanges(), optrefresh.ProgressStreams(p.progress("refresh"))); err != nil {
+		p.t.Fatalf("refresh %s shows changes: %v", p.Stack, err)
+	}
+}
+
+// Destroy destroys the stack's resources (Stack.Destroy) and returns the error.
+func (p *Project) Destroy() error {
+	_, err := p.stack.Destroy(context.Background(), optdestroy.ProgressStreams(p.progress("destroy")))
+	return err
 }
 
 // Make runs a make target of the copy (`make up STACK=...`), as a user does.
@@ -241,16 +323,59 @@ func (p *Project) Make(args ...string) (string, error) {
 	return p.run("make", args...)
 }
 
-// Output is a stack output (secrets shown: only for the test's own use, never logged).
-func (p *Project) Output(name string) string {
+// Outputs are the stack's outputs (Stack.Outputs: values with their secret flag).
+func (p *Project) Outputs() auto.OutputMap {
 	p.t.Helper()
-	return strings.TrimSpace(p.Pulumi("stack", "output", "--stack", p.Stack, "--show-secrets", name))
+	out, err := p.stack.Outputs(context.Background())
+	if err != nil {
+		p.t.Fatalf("outputs: %v", err)
+	}
+	return out
 }
 
-// StateFile is the stack's checkpoint as the file backend stores it.
+// Output is a stack output as a string (secrets shown: only for the test's own use, never logged).
+func (p *Project) Output(name string) string {
+	p.t.Helper()
+	v, ok := p.Outputs()[name]
+	if !ok {
+		p.t.Fatalf("no output %s", name)
+	}
+	if s, ok := v.Value.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v.Value)
+}
+
+// Export is the deployment the engine recorded (Stack.Export), as the state file holds it.
+func (p *Project) Export() apitype.UntypedDeployment {
+	p.t.Helper()
+	d, err := p.stack.Export(context.Background())
+	if err != nil {
+		p.t.Fatalf("export: %v", err)
+	}
+	return d
+}
+
+// StateFile is the stack's checkpoint as the file backend stores it at rest (secrets encrypted; Export
+// shows them decrypted).
 func (p *Project) StateFile() []byte {
 	p.t.Helper()
-	return []byte(p.Pulumi("stack", "export", "--stack", p.Stack))
+	var found []byte
+	err := filepath.WalkDir(p.backend, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && filepath.Base(path) == p.Stack+".json" && filepath.Base(filepath.Dir(filepath.Dir(path))) == "stacks" {
+			found, err = os.ReadFile(path)
+		}
+		return err
+	})
+	if err != nil || found == nil {
+		p.t.Fatalf("no checkpoint of %s under %s: %v", p.Stack, p.backend, err)
+	}
+	return found
+}
+
+// progress is a writer of the engine's progress lines into the test log under EMAILCLIENT_ENGINE_PROGRESS.
+func (p *Project) progress(op string) io.Writer {
+	return &lineLogger{t: p.t, prefix: p.Stack + " " + op + ": "}
 }
 
 // run runs a command in the project dir with the project's backend; output is streamed to the test log

@@ -63,10 +63,10 @@ func prodDataAndImage(t *testing.T, p *engine.Project, marker string) string {
 	return data
 }
 
-// TestDevStack: `make up` of dev, then everything a user relies on (see check).
+// TestDevStack: dev deployed through the Automation API, then everything a user relies on (see check).
 func TestDevStack(t *testing.T) {
 	p, sfx, port := newDevStack(t)
-	check(t, p, sfx, func(hostConfig map[string]any) {
+	check(t, p, "dev", sfx, func(hostConfig map[string]any) {
 		bindings := hostConfig["PortBindings"].(map[string]any)["6379/tcp"].([]any)
 		assert.Equal(t, "127.0.0.1", bindings[0].(map[string]any)["HostIp"], "published on loopback only")
 		assert.Equal(t, strconv.Itoa(port), bindings[0].(map[string]any)["HostPort"], "on the configured port")
@@ -79,7 +79,7 @@ func TestProdStack(t *testing.T) {
 	p, sfx := newStack(t, "prod")
 	data := prodDataAndImage(t, p, sfx)
 	p.SetPath("operations.backup.volume", sfx+"-backups")
-	check(t, p, sfx, func(hostConfig map[string]any) {
+	check(t, p, "prod", sfx, func(hostConfig map[string]any) {
 		assert.Equal(t, float64(2<<30), hostConfig["Memory"], "2gb memory")
 		assert.Equal(t, float64(2<<30), hostConfig["MemorySwap"], "no swap")
 		assert.Equal(t, float64(2e9), hostConfig["NanoCpus"], "2 CPUs")
@@ -94,20 +94,21 @@ func TestSentinelStack(t *testing.T) {
 	p.SetPath("profile", "dev")
 	p.SetPath("topology.mode", "sentinel")
 	p.SetPath("container.hostPort", "0")
-	check(t, p, sfx, func(map[string]any) {})
+	check(t, p, "sentinel", sfx, func(map[string]any) {})
 }
 
-// check deploys with `make up`, then: a second preview shows no change; no password in plain text in
-// the state; Redis runs hardened; 5 Celery tasks round-trip through the deployed email-service; a
-// password rotation deploys, changes nothing more on a further preview, tasks still round-trip and the
-// old password is refused; `make destroy` removes every container. stackChecks gets the deployed Redis
-// container's HostConfig for what is particular to the stack.
-func check(t *testing.T, p *engine.Project, sfx string, stackChecks func(hostConfig map[string]any)) {
-	start := time.Now()
-	out, err := p.Make("up", "STACK="+p.Stack)
-	require.NoError(t, err, "make up STACK=%s:\n%s", p.Stack, engine.Tail(out, 80))
-	t.Logf("FIGURE make up STACK=%s: %s", p.Stack, time.Since(start).Round(100*time.Millisecond))
-	p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
+// check deploys through the Automation API (Stack.Up), then: a second preview and a refresh show no
+// change; the resource config the engine recorded (Stack.Export) is what the profile promises
+// (assertRecorded); no password in plain text in the state; Redis runs hardened; 5 Celery tasks
+// round-trip through the deployed email-service; a password rotation deploys, changes nothing more on a
+// further preview, tasks still round-trip and the old password is refused; destroy removes every
+// container. stackChecks gets the deployed Redis container's HostConfig for what is particular to the
+// stack.
+func check(t *testing.T, p *engine.Project, profile, sfx string, stackChecks func(hostConfig map[string]any)) {
+	tl := p.Up()
+	t.Logf("FIGURE pulumi up %s (Automation API): %s, %v", p.Stack, tl.Wall.Round(100*time.Millisecond), *tl.Changes)
+	p.PreviewNoChanges()
+	p.RefreshNoChanges()
 
 	celeryPw := passwordOf(t, p.Output("celeryBrokerUrl"))
 	opsPw := p.Output("opsPassword")
@@ -116,6 +117,7 @@ func check(t *testing.T, p *engine.Project, sfx string, stackChecks func(hostCon
 		require.GreaterOrEqual(t, len(pw), 32)
 		assert.NotContains(t, string(state), pw, "the %s password is in the state in plain text", name)
 	}
+	assertRecorded(t, profile, parseRecorded(t, p.Export()))
 
 	redis := p.Output("redisContainer")
 	insp := inspect(t, redis)
@@ -130,25 +132,23 @@ func check(t *testing.T, p *engine.Project, sfx string, stackChecks func(hostCon
 	roundTrip(t, email)
 	refused(t, redis, celeryPw, false)
 
-	p.Pulumi("config", "set", "--stack", p.Stack, "passwordRotation", "1")
-	start = time.Now()
-	p.Pulumi("up", "--yes", "--stack", p.Stack)
-	t.Logf("FIGURE password rotation (pulumi up): %s", time.Since(start).Round(100*time.Millisecond))
-	p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
+	p.SetPath("passwordRotation", "1")
+	tl = p.Up()
+	t.Logf("FIGURE password rotation (Automation API up): %s", tl.Wall.Round(100*time.Millisecond))
+	p.PreviewNoChanges()
 	require.NotEqual(t, celeryPw, passwordOf(t, p.Output("celeryBrokerUrl")), "rotated")
 	roundTrip(t, email)
 	refused(t, redis, celeryPw, true)
 
-	if p.Stack == "prod" {
+	if profile == "prod" {
 		// Prod protects its volumes: destroy stops before deleting anything, until protect is lifted.
-		out, err = p.Make("destroy", "STACK="+p.Stack)
-		require.Error(t, err, "make destroy of a protected prod stack must fail")
-		assert.Contains(t, out, "protected", "the error says why")
-		p.Pulumi("config", "set", "--stack", p.Stack, "protect", "false")
-		p.Pulumi("up", "--yes", "--stack", p.Stack)
+		err := p.Destroy()
+		require.Error(t, err, "destroy of a protected prod stack must fail")
+		assert.Contains(t, err.Error(), "protected", "the error says why")
+		p.SetPath("protect", "false")
+		p.Up()
 	}
-	out, err = p.Make("destroy", "STACK="+p.Stack)
-	require.NoError(t, err, "make destroy:\n%s", engine.Tail(out, 40))
+	require.NoError(t, p.Destroy())
 	left, _ := exec.Command("docker", "ps", "-a", "-q", "--filter", "name="+sfx).Output()
 	assert.Empty(t, strings.TrimSpace(string(left)), "containers left after destroy")
 }

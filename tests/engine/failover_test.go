@@ -12,8 +12,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/emailclient/emailclient-infra/tests/engine"
 )
 
 // nodeCLI runs redis-cli inside a Redis container as user, with that container's own copy of the
@@ -102,8 +100,8 @@ func startedAt(t *testing.T, container string) time.Time {
 	return at
 }
 
-// TestSentinelChangeAndRotationAfterFailover: the Sentinel topology deployed with `make up`, a failover
-// forced with SENTINEL FAILOVER (redis-0 is then a replica), then two deploys with `pulumi up` under a
+// TestSentinelChangeAndRotationAfterFailover: the Sentinel topology deployed (Automation API), a failover
+// forced with SENTINEL FAILOVER (redis-0 is then a replica), then two deploys (Stack.Up) under a
 // write load: a change that replaces every data node (redis.loglevel), and a password rotation (every
 // node and Sentinel). After each: the promoted node is still the primary (the Sentinels say so and the
 // other nodes replicate from it), it was replaced last, a second preview shows no change. It prints the
@@ -111,11 +109,8 @@ func startedAt(t *testing.T, container string) time.Time {
 // requires the rotation's to stay within twice the change's plus 2 s.
 func TestSentinelChangeAndRotationAfterFailover(t *testing.T) {
 	p, _ := newStack(t, "sentinel")
-	p.SetPath("profile", "dev")
-	p.SetPath("topology.mode", "sentinel")
-	p.SetPath("container.hostPort", "0")
-	out, err := p.Make("up", "STACK="+p.Stack)
-	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))
+	p.SetPaths(map[string]string{"profile": "dev", "topology.mode": "sentinel", "container.hostPort": "0"})
+	p.Up()
 	base := strings.TrimSuffix(p.Output("redisContainer"), "-0")
 	master := p.Output("sentinelMasterName")
 	nodes := []string{base + "-0", base + "-1", base + "-2"}
@@ -137,15 +132,11 @@ func TestSentinelChangeAndRotationAfterFailover(t *testing.T) {
 	} {
 		w := startWrites(nodes)
 		time.Sleep(2 * time.Second)
-		if change.key == "passwordRotation" {
-			p.Pulumi("config", "set", "--stack", p.Stack, change.key, change.value)
-		} else {
-			p.SetPath(change.key, change.value)
-		}
+		p.SetPath(change.key, change.value)
 		start := time.Now()
-		up := p.Pulumi("up", "--yes", "--stack", p.Stack)
+		up := p.Up()
 		upTime := time.Since(start)
-		require.Contains(t, up, "replaced")
+		require.Positive(t, (*up.Changes)["replace"], "the change replaces the data nodes: %v", *up.Changes)
 		primary := settled(t, nodes, sentinels, master, promoted, change.name)
 		time.Sleep(2 * time.Second)
 		w.finish()
@@ -157,7 +148,7 @@ func TestSentinelChangeAndRotationAfterFailover(t *testing.T) {
 		assert.Equal(t, promoted, primary, "the primary stays where the failover put it")
 		assert.Equal(t, node(promoted), order[len(order)-1], "the primary is replaced last")
 		assert.Zero(t, lost, "acknowledged writes lost")
-		p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
+		p.PreviewNoChanges()
 		outages = append(outages, w.longest)
 	}
 	// The change's outage is the primary's own restart; a rotation restarts every node and Sentinel

@@ -15,10 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/emailclient/emailclient-infra/stacks"
-	"github.com/emailclient/emailclient-infra/tests/engine"
 )
 
-// TestRestoreWithStack (issue 17): a dev stack with backups on, deployed with `make up`; keys with
+// TestRestoreWithStack (issue 17): a dev stack with backups on, deployed (Automation API); keys with
 // TTLs; a network backup in the stack's backup container; FLUSHALL; then `redis-ops restore --stack
 // dev --from-backups NAME` as the operator's guide gives it: the containers from the stack's outputs
 // (the backup container by its name), the engine from its docker:host, every key and TTL back, the
@@ -28,8 +27,7 @@ func TestRestoreWithStack(t *testing.T) {
 	p.SetPath("operations.backup.enabled", "true")
 	p.SetPath("operations.backup.schedule", "0 3 1 1 *") // not during the test
 	p.SetPath("operations.backup.volume", sfx+"-backups")
-	out, err := p.Make("up", "STACK="+p.Stack)
-	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 60))
+	p.Up()
 	redisName, email := p.Output("redisContainer"), p.Output("emailServiceContainer")
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Username: "ops", Password: p.Output("opsPassword")})
 	t.Cleanup(func() { _ = client.Close() })
@@ -44,7 +42,7 @@ func TestRestoreWithStack(t *testing.T) {
 		}
 		pipe.Set(ctx, "engine:restore:"+strconv.Itoa(i), i, ttl)
 	}
-	_, err = pipe.Exec(ctx)
+	_, err := pipe.Exec(ctx)
 	require.NoError(t, err)
 	beforeKeys, err := client.Keys(ctx, "*").Result() // ours and the email-service's kombu bindings
 	require.NoError(t, err)

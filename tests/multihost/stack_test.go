@@ -118,8 +118,8 @@ func TestSentinelStackAcrossThreeHosts(t *testing.T) {
 	res, err = run(120*time.Second, "send", "--count", "5", "--timeout", "90")
 	require.NoError(t, err)
 	assert.Equal(t, 5, res.Completed, "tasks still round-trip after host-1 returned")
-	p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
-	p.Pulumi("destroy", "--yes", "--stack", p.Stack)
+	p.PreviewNoChanges()
+	require.NoError(t, p.Destroy())
 	for _, h := range c.Hosts {
 		left, err := h.Docker("ps", "-aq")
 		require.NoError(t, err)
@@ -167,7 +167,7 @@ func deployAcrossHosts(t *testing.T, withRegistry bool, extra func(*multihost.Cl
 	out, err := p.Make("up", "STACK="+p.Stack)
 	require.NoError(t, err, "make up:\n%s", engine.Tail(out, 80))
 	t.Logf("FIGURE multihost: make up of the Sentinel stack across 3 hosts (registry %v): %s", withRegistry, time.Since(begin).Round(100*time.Millisecond))
-	p.Pulumi("preview", "--expect-no-changes", "--stack", p.Stack)
+	p.PreviewNoChanges()
 	return c, p
 }
 
@@ -203,7 +203,7 @@ func TestRegistryStackAcrossThreeHosts(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lastLine(out)), &res), "client (%v): %s", err, out)
 	require.Equal(t, 5, res.Completed, "tasks round-trip through the workers run from the registry's image: %+v", res)
 	t.Logf("FIGURE multihost: with a registry, one build on host-1, the same image ID %.19s on 3 hosts; 5 tasks round-trip in %.2fs", ids[0], res.RoundtripSeconds)
-	p.Pulumi("destroy", "--yes", "--stack", p.Stack)
+	require.NoError(t, p.Destroy())
 	for _, h := range c.Hosts {
 		left, err := h.Docker("ps", "-aq")
 		require.NoError(t, err)
