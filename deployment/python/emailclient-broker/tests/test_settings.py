@@ -245,7 +245,9 @@ class WaitingPut(unittest.TestCase):
         self.assertIn("only 1 of 2 required replicas acknowledged it within 250 ms", str(ctx.exception))
 
     def test_not_a_connection_error(self):
-        """kombu retries a publish on connection errors: this one must reach the caller instead."""
+        """Celery's publish retry retries what kombu deems recoverable, for the Redis transport its
+        connection_errors + channel_errors (ResponseError, hence NOREPLICAS, included): this one must
+        reach the caller instead, or a retry would push a second copy of a task that may still run."""
         from kombu.transport.redis import get_redis_error_classes
 
         errors = get_redis_error_classes()
