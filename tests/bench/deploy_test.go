@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +39,8 @@ func BenchmarkDeployTime(b *testing.B) {
 		baseline    bool
 		project     *engine.Project
 		times       []float64
+		last        *engine.Timeline
+		critical    string
 	}
 	var variants []*variant
 	for _, stack := range []string{"dev", "sentinel"} {
@@ -73,13 +78,23 @@ func BenchmarkDeployTime(b *testing.B) {
 			for k := range variants {
 				v := variants[(k+rep)%len(variants)]
 				start := time.Now()
-				v.project.Up()
+				v.last = v.project.Up()
 				v.times = append(v.times, time.Since(start).Seconds())
+				if !v.baseline && v.name == variants[0].name {
+					v.critical = criticalPath(b, v.project, v.last)
+				}
 				require.NoError(b, v.project.Destroy())
 			}
 		}
 	}
 	b.ReportMetric(0, "ns/op")
+	floor := physicalFloor(b)
+	for _, v := range variants {
+		if v.critical != "" {
+			Annotate(b, sectionDeploy, "Timeline of the last `pulumi up` of %s with ours (the engine's events, each step from its ResourcePreEvent to its ResOutputsEvent): %s. "+
+				"Physical floor on this machine, for comparison: %s.", v.stack, v.critical, floor)
+		}
+	}
 	for _, v := range variants {
 		Record(b, Series{Section: sectionDeploy, Metric: "pulumi up wall time, " + v.stack, Variant: v.name,
 			Unit: "s", Better: "lower", Baseline: v.baseline, Values: v.times})
@@ -91,4 +106,46 @@ func BenchmarkDeployTime(b *testing.B) {
 		"Also with our former default, every 5s for Redis (and each Sentinel) and the email-service: the deploy before and after in the same run. "+
 		"Why %s: the provider checks a waited-for container's health once a second after starting it, so a first probe that ends just before a check saves a second per wave (components.Healthcheck). %d repetitions each, in rotating order.",
 		"local/redis-base and local/celery-base by default", defaultInterval, reps)
+}
+
+// criticalPath describes the chain of steps that held up a deploy (engine.Timeline.CriticalPath), each
+// with its share of the wall time, and the time before the first step (the program's compile and start).
+func criticalPath(b *testing.B, p *engine.Project, tl *engine.Timeline) string {
+	b.Helper()
+	path, err := tl.CriticalPath(p.Export())
+	if err != nil || len(path) == 0 {
+		return fmt.Sprintf("no critical path (%v)", err)
+	}
+	wall := tl.Wall.Seconds()
+	parts := []string{fmt.Sprintf("program compiled and started %.1fs (%.0f%%)", path[0].Start.Seconds(), 100*path[0].Start.Seconds()/wall)}
+	for _, s := range path {
+		parts = append(parts, fmt.Sprintf("%s %s %.1fs (%.0f%%)", s.Op, s.Name, s.Took().Seconds(), 100*s.Took().Seconds()/wall))
+	}
+	return fmt.Sprintf("wall %.1fs; critical path: %s", wall, strings.Join(parts, " -> "))
+}
+
+// physicalFloor measures what no deploy of a healthy Redis can beat here: creating and starting a
+// container of the Redis base image, plus one run of a probe inside it (median of 5 each).
+func physicalFloor(b *testing.B) string {
+	b.Helper()
+	redisBase, _ := engine.BaseImages(b)
+	var starts, probes []float64
+	for range 5 {
+		name := fmt.Sprintf("bench-floor-%d", time.Now().UnixNano())
+		start := time.Now()
+		if out, err := exec.Command("docker", "run", "-d", "--name", name, redisBase, "sleep", "60").CombinedOutput(); err != nil {
+			b.Fatalf("docker run: %v: %s", err, out)
+		}
+		starts = append(starts, time.Since(start).Seconds())
+		start = time.Now()
+		if out, err := exec.Command("docker", "exec", name, "redis-cli", "--version").CombinedOutput(); err != nil {
+			b.Fatalf("docker exec: %v: %s", err, out)
+		}
+		probes = append(probes, time.Since(start).Seconds())
+		_ = exec.Command("docker", "rm", "-f", name).Run()
+	}
+	s, _, _ := Stats(starts)
+	p, _, _ := Stats(probes)
+	return fmt.Sprintf("container create+start %.2fs + one exec probe %.2fs = %.2fs per container waited for healthy, "+
+		"plus one healthcheck interval (%s) before Docker 20.10 runs the first probe (no start_interval)", s, p, s+p, defaultInterval)
 }
