@@ -27,7 +27,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +34,7 @@ import (
 
 	"github.com/emailclient/emailclient-infra/components/redisconf"
 	"github.com/emailclient/emailclient-infra/deployment/ops"
+	"github.com/emailclient/emailclient-infra/stacks"
 	"github.com/emailclient/emailclient-infra/tests/realredis"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 	"github.com/emailclient/emailclient-infra/tests/tiers"
@@ -63,20 +63,11 @@ var dashboardRows = []string{"Overview", "Queue depth and age", "Throughput", "M
 // repoRoot is the directory holding go.mod, found from the test's working directory.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := stacks.FindRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
+	return root
 }
 
 func readFile(t *testing.T, path ...string) []byte {
@@ -616,7 +607,7 @@ func scrapeExporter(t *testing.T, args ...string) ([]byte, string) {
 	}
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	runCtx, cancel := context.WithCancel(context.Background())
-	stderr := &lockedBuffer{}
+	stderr := &redistest.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- ops.Run(runCtx, append([]string{"metrics", "--listen", listen}, args...), io.Discard, stderr)
@@ -653,24 +644,6 @@ func scrapeExporter(t *testing.T, args ...string) ([]byte, string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return body, stderr.String()
-}
-
-// lockedBuffer is a bytes.Buffer safe for the exporter's goroutine and the test to share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // promqlKeywords are identifiers of PromQL that are not metric names when not followed by "(".

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,19 +19,6 @@ import (
 	"github.com/emailclient/emailclient-infra/tests/realredis"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
-
-// syncBuffer is a bytes.Buffer the exporter's goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // scrapeSeries GETs /metrics and returns "name{labels}" -> value.
 func scrapeSeries(t *testing.T, url string) map[string]float64 {
@@ -87,7 +73,7 @@ func TestMetricsAndBackupsFollowTheSentinelTopology(t *testing.T) {
 	require.NoError(t, err)
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &syncBuffer{}
+	stderr := &redistest.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- ops.Run(ctx, []string{"metrics", "--listen", listen, "--timeout", "1s"}, io.Discard, stderr)
