@@ -17,7 +17,9 @@ topology (standalone, Sentinel, TLS across hosts)::
 Bad input raises ConfigError naming the variable (or output) before anything
 connects.  With synchronous enqueue (CELERY_SYNC_ENQUEUE_REPLICAS), an enqueue that
 fewer replicas acknowledged in time raises EnqueueNotReplicatedError: the task is
-not safe from a failover.  Dependencies: celery, kombu and redis only.
+not safe from a failover; EnqueueOutcomeUnknownError (one of them) when the connection failed after
+the task was sent.  Every connection has a socket timeout (SOCKET_TIMEOUT), so a frozen or cut-off
+Redis raises instead of blocking.  Dependencies: celery, kombu and redis only.
 """
 
 from emailclient_broker.settings import (
@@ -29,13 +31,14 @@ from emailclient_broker.settings import (
     env_from_outputs,
     log_level,
 )
-from emailclient_broker.transport import EnqueueNotReplicatedError
+from emailclient_broker.transport import EnqueueNotReplicatedError, EnqueueOutcomeUnknownError
 
 __all__ = [
     "ENV_VARIABLES",
     "LOG_LEVELS",
     "ConfigError",
     "EnqueueNotReplicatedError",
+    "EnqueueOutcomeUnknownError",
     "celery_settings",
     "celery_settings_from_outputs",
     "env_from_outputs",

@@ -50,6 +50,14 @@ ENV_VARIABLES = {
 # without closing the socket (restart, failover, NAT timeout).
 HEALTH_CHECK_INTERVAL = 25
 
+# SOCKET_TIMEOUT is the seconds any Redis or Sentinel connection of the broker and the result backend
+# waits to connect and for a reply before it raises (redis-py's default, and kombu's: wait forever).
+# Without it a producer or worker blocks on a frozen or cut-off primary for as long as the fault
+# lasts, not only until the Sentinels promote a replica (tests/celerystack TestPausedPrimary...).
+# It must exceed the longest wait the server itself takes: kombu's BRPOP (1 s in kombu 5.2 to 5.4,
+# Channel._brpop_start) and, with synchronous enqueue, WAIT's timeout, which is added to it.
+SOCKET_TIMEOUT = 5
+
 # SYNC_ENQUEUE_MAX_TIMEOUT_MS bounds CELERY_SYNC_ENQUEUE_TIMEOUT_MS as the program does
 # (celery.syncEnqueue.timeoutMilliseconds): WAIT's 0 waits forever.
 SYNC_ENQUEUE_MAX_TIMEOUT_MS = 60000
@@ -166,10 +174,12 @@ def _sentinel(env, scheme):
         return {}
     if not master:
         raise ConfigError("CELERY_SENTINEL_MASTER_NAME is required with sentinel:// URLs")
-    options = {"master_name": master}
+    # sentinel_kwargs replaces redis-py's own Sentinel connection options: the timeouts go in too, or a
+    # Sentinel on a host that is cut off blocks every look-up of the primary.
+    options = {"master_name": master, "sentinel_kwargs": {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}}
     password = env.get("CELERY_SENTINEL_PASSWORD", "")
     if password:
-        options["sentinel_kwargs"] = {"password": password}
+        options["sentinel_kwargs"]["password"] = password
     return options
 
 
@@ -232,7 +242,9 @@ def celery_settings(env=None):
         "visibility_timeout": visibility_timeout,
         "socket_keepalive": True,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
-        "retry_on_timeout": True,
+        "retry_on_timeout": True,  # a plain command; the synchronous publish is never re-sent
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": SOCKET_TIMEOUT,
     }
     transport_options.update(_sentinel(env, scheme))
     tls = _tls(env)
@@ -240,9 +252,11 @@ def celery_settings(env=None):
     sync = _sync_enqueue(env, scheme)
     if sync:
         # Every publish waits for the replicas (see emailclient_broker.transport); Celery's
-        # broker_transport wins over the URL's scheme, and the URLs stay as they are.
+        # broker_transport wins over the URL's scheme, and the URLs stay as they are. A reply to WAIT
+        # takes up to its timeout: the broker's socket timeout waits that much longer.
         extra["broker_transport"] = sync["transport"]
         transport_options.update(sync["options"])
+        transport_options["socket_timeout"] = SOCKET_TIMEOUT + -(-sync["options"]["sync_enqueue_timeout_ms"] // 1000)
     if tls:
         extra["broker_use_ssl"] = tls
         extra["redis_backend_use_ssl"] = dict(tls)
@@ -280,7 +294,8 @@ def celery_settings(env=None):
         # by tests/celerytest TestBrokerRestartDuringWork).
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": transport_options,
-        "result_backend_transport_options": {k: v for k, v in transport_options.items() if k not in transport.OPTIONS},
+        "result_backend_transport_options": {k: v for k, v in transport_options.items() if k not in transport.OPTIONS}
+        | {"socket_timeout": SOCKET_TIMEOUT},  # results are not enqueued: no WAIT
         # Retry result reads and writes while Redis restarts or fails over
         # instead of failing the task with ConnectionError (see
         # workarounds.redis_backend_retries for Celery < 5.5).
@@ -290,6 +305,8 @@ def celery_settings(env=None):
         "result_backend_max_sleep_between_retries_ms": 5000,
         "redis_socket_keepalive": True,
         "redis_retry_on_timeout": True,
+        "redis_socket_timeout": SOCKET_TIMEOUT,
+        "redis_socket_connect_timeout": SOCKET_TIMEOUT,
         "redis_backend_health_check_interval": HEALTH_CHECK_INTERVAL,
         # Survive broker restarts: keep reconnecting (None = forever), at
         # start-up too.

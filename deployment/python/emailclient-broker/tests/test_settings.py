@@ -74,7 +74,7 @@ class Sentinel(unittest.TestCase):
         s = celery_settings(SENTINEL)
         for key in ("broker_transport_options", "result_backend_transport_options"):
             self.assertEqual(s[key]["master_name"], "emailclient")
-            self.assertEqual(s[key]["sentinel_kwargs"], {"password": "sentinel-pw"})
+            self.assertEqual(s[key]["sentinel_kwargs"], {"password": "sentinel-pw", "socket_timeout": 5, "socket_connect_timeout": 5})
 
     def test_acl_user_for_the_result_backend_where_celery_drops_it(self):
         s = celery_settings(SENTINEL)
@@ -123,6 +123,61 @@ class Refused(unittest.TestCase):
 
 
 SYNC = {"CELERY_SYNC_ENQUEUE_REPLICAS": "1", "CELERY_SYNC_ENQUEUE_TIMEOUT_MS": "250"}
+
+
+class SocketTimeouts(unittest.TestCase):
+    """Every connection gives up on a Redis or Sentinel that does not answer (frozen, cut off) instead
+    of blocking for as long as the fault lasts."""
+
+    def test_broker_backend_and_sentinels(self):
+        from emailclient_broker.settings import SOCKET_TIMEOUT
+
+        for name, env in [("redis://", STANDALONE), ("sentinel://", SENTINEL)]:
+            with self.subTest(name):
+                s = celery_settings(env)
+                for key in ("broker_transport_options", "result_backend_transport_options"):
+                    self.assertEqual(s[key]["socket_timeout"], SOCKET_TIMEOUT, key)
+                    self.assertEqual(s[key]["socket_connect_timeout"], SOCKET_TIMEOUT, key)
+                    if name == "sentinel://":
+                        self.assertEqual(s[key]["sentinel_kwargs"]["socket_timeout"], SOCKET_TIMEOUT, key)
+                        self.assertEqual(s[key]["sentinel_kwargs"]["socket_connect_timeout"], SOCKET_TIMEOUT, key)
+                self.assertEqual((s["redis_socket_timeout"], s["redis_socket_connect_timeout"]), (SOCKET_TIMEOUT, SOCKET_TIMEOUT))
+        s = celery_settings(dict(SENTINEL, CELERY_SENTINEL_PASSWORD=""))
+        self.assertEqual(s["broker_transport_options"]["sentinel_kwargs"], {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT})
+
+    def test_longer_than_kombus_brpop(self):
+        """The worker's BRPOP blocks on the server for kombu's timeout: a shorter socket timeout would
+        break every idle poll."""
+        import inspect
+
+        from kombu.transport.redis import Channel
+
+        from emailclient_broker.settings import SOCKET_TIMEOUT
+
+        brpop = inspect.signature(Channel._brpop_start).parameters["timeout"].default
+        self.assertGreaterEqual(SOCKET_TIMEOUT, 2 * brpop, f"kombu's BRPOP waits {brpop} s")
+
+    def test_broker_waits_out_wait(self):
+        """With synchronous enqueue the reply to WAIT takes up to its timeout: the broker's socket
+        timeout is that much longer (rounded up to a second); the result backend's is not."""
+        from emailclient_broker.settings import SOCKET_TIMEOUT
+
+        for ms, extra in [("250", 1), ("1000", 1), ("1001", 2), ("60000", 60)]:
+            with self.subTest(ms):
+                s = celery_settings(dict(SENTINEL, CELERY_SYNC_ENQUEUE_REPLICAS="1", CELERY_SYNC_ENQUEUE_TIMEOUT_MS=ms))
+                self.assertEqual(s["broker_transport_options"]["socket_timeout"], SOCKET_TIMEOUT + extra)
+                self.assertEqual(s["result_backend_transport_options"]["socket_timeout"], SOCKET_TIMEOUT)
+
+    def test_kombu_and_celery_pass_them_on(self):
+        """kombu reads the transport options onto its channel; Celery's backend its redis_* settings."""
+        from kombu.transport.redis import Channel
+
+        for option in ("socket_timeout", "socket_connect_timeout", "sentinel_kwargs"):
+            self.assertIn(option, Channel.from_transport_options + ("sentinel_kwargs",))
+        app = Celery("check")
+        app.conf.update(celery_settings(STANDALONE))
+        params = app.backend.connparams
+        self.assertEqual((params["socket_timeout"], params["socket_connect_timeout"]), (5.0, 5.0))
 
 
 class SyncEnqueue(unittest.TestCase):
@@ -183,25 +238,35 @@ class SyncEnqueue(unittest.TestCase):
 
 
 class WaitingPut(unittest.TestCase):
-    """The publish: LPUSH and WAIT in one pipeline on one connection, and the error when too few
-    replicas acknowledged. A recording client stands in for redis-py."""
+    """The publish: LPUSH and WAIT sent together on one connection, and what it raises. A recording
+    pool and connection stand in for redis-py's."""
 
-    class Pipeline:
-        def __init__(self, log, acknowledged, transaction):
-            self.log, self.acknowledged = log, acknowledged
-            log.append(("pipeline", transaction))
+    class Conn:
+        def __init__(self, log, replies, fail_send=None):
+            self.log, self.replies, self.fail_send = log, list(replies), fail_send
 
-        def lpush(self, key, value):
-            self.log.append(("lpush", key))
+        def check_health(self):
+            self.log.append(("check_health",))
 
-        def wait(self, replicas, timeout):
-            self.log.append(("wait", replicas, timeout))
+        def pack_commands(self, commands):
+            return [tuple(str(a) if not isinstance(a, str) else a for a in c) for c in commands]
 
-        def execute(self):
-            self.log.append(("execute",))
-            return [1, self.acknowledged]
+        def send_packed_command(self, packed, check_health=True):
+            self.log.append(("send", tuple(c[0] for c in packed), check_health))
+            if self.fail_send:
+                raise self.fail_send
 
-    def channel(self, replicas, acknowledged):
+        def read_response(self):
+            reply = self.replies.pop(0)
+            self.log.append(("read",))
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+
+        def disconnect(self):
+            self.log.append(("disconnect",))
+
+    def channel(self, replicas, replies, connect_error=None, fail_send=None):
         from contextlib import contextmanager
 
         from emailclient_broker import transport
@@ -212,6 +277,16 @@ class WaitingPut(unittest.TestCase):
         class Base:
             def _put(self, queue, message, **kwargs):
                 log.append(("kombu put", queue))
+
+        class Pool:
+            def get_connection(self, command_name, *keys, **options):
+                log.append(("get_connection", command_name))
+                if connect_error:
+                    raise connect_error
+                return test.Conn(log, replies, fail_send)
+
+            def release(self, conn):
+                log.append(("release",))
 
         class Channel(transport._WaitingPut, Base):
             sync_enqueue_replicas, sync_enqueue_timeout_ms = replicas, 250
@@ -225,24 +300,107 @@ class WaitingPut(unittest.TestCase):
             @contextmanager
             def conn_or_acquire(self, client=None):
                 class Client:
-                    def pipeline(self, transaction=True):
-                        return test.Pipeline(log, acknowledged, transaction)
+                    connection_pool = Pool()
 
                 yield Client()
 
         return Channel(), log
 
+    MESSAGE = {"body": "x", "properties": {}}
+
     def test_waits_on_the_same_connection(self):
-        channel, log = self.channel(replicas=1, acknowledged=1)
-        channel._put("celery", {"body": "x", "properties": {}})
-        self.assertEqual(log, [("pipeline", False), ("lpush", "celery"), ("wait", 1, 250), ("execute",)])
+        channel, log = self.channel(replicas=1, replies=[1, 1])
+        channel._put("celery", self.MESSAGE)
+        self.assertEqual(
+            log,
+            [("get_connection", "LPUSH"), ("check_health",), ("send", ("LPUSH", "WAIT"), False), ("read",), ("read",), ("release",)],
+        )
 
     def test_too_few_replicas_raise(self):
-        channel, _ = self.channel(replicas=2, acknowledged=1)
+        channel, _ = self.channel(replicas=2, replies=[1, 1])
         with self.assertRaises(emailclient_broker.EnqueueNotReplicatedError) as ctx:
-            channel._put("celery", {"body": "x", "properties": {}})
+            channel._put("celery", self.MESSAGE)
+        self.assertNotIsInstance(ctx.exception, emailclient_broker.EnqueueOutcomeUnknownError)
         self.assertEqual((ctx.exception.acknowledged, ctx.exception.required, ctx.exception.timeout_ms), (1, 2, 250))
         self.assertIn("only 1 of 2 required replicas acknowledged it within 250 ms", str(ctx.exception))
+
+    def test_refused_push_reads_both_replies(self):
+        """NOREPLICAS (or OOM) refuses the LPUSH: that error reaches kombu, and the WAIT's reply is read
+        too, so the pooled connection is not left a reply behind."""
+        from redis.exceptions import ResponseError
+
+        channel, log = self.channel(replicas=1, replies=[ResponseError("NOREPLICAS Not enough good replicas to write."), 0])
+        with self.assertRaisesRegex(ResponseError, "NOREPLICAS"):
+            channel._put("celery", self.MESSAGE)
+        self.assertEqual(log.count(("read",)), 2)
+        self.assertNotIn(("disconnect",), log)
+
+    def test_timeout_after_sending_is_not_resent(self):
+        """A socket timeout on a frozen or cut-off primary, after the task was sent: sent once, the
+        connection dropped, and an error that neither redis-py nor Celery's publish retry re-sends."""
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        for name, kwargs in [
+            ("reply timed out", {"replies": [TimeoutError("Timeout reading from socket")]}),
+            ("connection dropped", {"replies": [ConnectionError("Connection closed by server.")]}),
+            ("send failed", {"replies": [], "fail_send": TimeoutError("Timeout writing to socket")}),
+        ]:
+            with self.subTest(name):
+                channel, log = self.channel(replicas=1, **kwargs)
+                with self.assertRaises(emailclient_broker.EnqueueOutcomeUnknownError) as ctx:
+                    channel._put("celery", self.MESSAGE)
+                self.assertIsInstance(ctx.exception, emailclient_broker.EnqueueNotReplicatedError)
+                self.assertIsNone(ctx.exception.acknowledged)
+                self.assertEqual([e for e in log if e[0] == "send"], [("send", ("LPUSH", "WAIT"), False)])
+                self.assertIn(("disconnect",), log)
+                self.assertEqual(log[-1], ("release",))
+                self.assertIn("may or may not be enqueued", str(ctx.exception))
+
+    def test_nothing_sent_stays_a_connection_error(self):
+        """Failing to connect sent nothing: kombu's connection error, which Celery's publish retry retries.
+        So does READONLY from a demoted primary, which redis-py's Sentinel connection raises as one."""
+        from redis.exceptions import ConnectionError
+
+        from emailclient_broker.transport import READONLY_AS_CONNECTION_ERROR
+
+        channel, log = self.channel(replicas=1, replies=[], connect_error=ConnectionError("Error 111 connecting"))
+        with self.assertRaises(ConnectionError) as ctx:
+            channel._put("celery", self.MESSAGE)
+        self.assertNotIsInstance(ctx.exception, emailclient_broker.EnqueueNotReplicatedError)
+        self.assertFalse([e for e in log if e[0] == "send"])
+        channel, log = self.channel(replicas=1, replies=[ConnectionError(READONLY_AS_CONNECTION_ERROR)])
+        with self.assertRaises(ConnectionError) as ctx:
+            channel._put("celery", self.MESSAGE)
+        self.assertNotIsInstance(ctx.exception, emailclient_broker.EnqueueNotReplicatedError)
+
+    def test_redis_py_pipelines_resend_on_timeout(self):
+        """Why the publish does not use redis-py's pipeline: with retry_on_timeout (our transport option)
+        a pipeline that timed out is executed once more on a new connection, a second LPUSH."""
+        import redis
+        from redis.exceptions import TimeoutError
+
+        sent = []
+
+        class Conn(redis.Connection):
+            def connect(self):
+                pass
+
+            def send_packed_command(self, command, check_health=True):
+                sent.append(command)
+
+            def read_response(self, disable_decoding=False):
+                raise TimeoutError("Timeout reading from socket")
+
+            def disconnect(self):
+                pass
+
+        client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=Conn, retry_on_timeout=True))
+        pipe = client.pipeline(transaction=False)
+        pipe.lpush("celery", "x")
+        pipe.wait(1, 250)
+        with self.assertRaises(TimeoutError):
+            pipe.execute()
+        self.assertEqual(len(sent), 2, "redis-py re-sent the pipeline: if this changes, the pipeline could come back")
 
     def test_not_a_connection_error(self):
         """Celery's publish retry retries what kombu deems recoverable, for the Redis transport its
@@ -252,11 +410,12 @@ class WaitingPut(unittest.TestCase):
 
         errors = get_redis_error_classes()
         self.assertTrue(errors.connection_errors, "kombu's redis error classes")
-        self.assertFalse(issubclass(emailclient_broker.EnqueueNotReplicatedError, errors.connection_errors + errors.channel_errors))
+        for cls in (emailclient_broker.EnqueueNotReplicatedError, emailclient_broker.EnqueueOutcomeUnknownError):
+            self.assertFalse(issubclass(cls, errors.connection_errors + errors.channel_errors), cls)
 
     def test_zero_replicas_is_kombus_publish(self):
-        channel, log = self.channel(replicas=0, acknowledged=0)
-        channel._put("celery", {"body": "x", "properties": {}})
+        channel, log = self.channel(replicas=0, replies=[])
+        channel._put("celery", self.MESSAGE)
         self.assertEqual(log, [("kombu put", "celery")])
 
 
