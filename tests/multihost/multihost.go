@@ -187,6 +187,41 @@ func (h *Host) Cut() error { return run("ip", "link", "set", h.link, "down") }
 // Reconnect brings the host's link back up.
 func (h *Host) Reconnect() error { return run("ip", "link", "set", h.link, "up") }
 
+// Partition cuts the host off from the others with iptables rules in its namespace that drop every
+// packet in or out of its link, forwarded ones (its containers' traffic) included: unlike Cut, its
+// link stays up, so connections hang instead of failing, as in a real network partition. Its own
+// containers still reach each other and its address. Heal removes the rules.
+func (h *Host) Partition() error {
+	for _, rule := range partitionRules {
+		if err := run("ip", append([]string{"netns", "exec", h.netns, "iptables", "-w", "-I"}, rule...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Heal removes Partition's rules.
+func (h *Host) Heal() error {
+	var errs []string
+	for _, rule := range partitionRules {
+		if err := run("ip", append([]string{"netns", "exec", h.netns, "iptables", "-w", "-D"}, rule...)...); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("heal %s: %s", h.Name, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// partitionRules drop a host's traffic on its link (eth0 in its namespace), after -I or -D.
+var partitionRules = [][]string{
+	{"INPUT", "-i", "eth0", "-j", "DROP"},
+	{"OUTPUT", "-o", "eth0", "-j", "DROP"},
+	{"FORWARD", "-i", "eth0", "-j", "DROP"},
+	{"FORWARD", "-o", "eth0", "-j", "DROP"},
+}
+
 // EngineLog is the engine's log so far.
 func (h *Host) EngineLog() string {
 	b, _ := os.ReadFile(filepath.Join(h.dir, "dockerd.log"))
