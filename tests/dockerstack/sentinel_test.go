@@ -86,6 +86,33 @@ func primaryOf(t *testing.T, d *dockertest.Deployment, sentinel string, nodes []
 	return "", addr
 }
 
+// waitReplicasKnown waits until every Sentinel knows n replicas. A Sentinel learns them from the
+// primary's INFO (every 10 s): until every Sentinel knows them, a failover would abort for want of a
+// replica to promote.
+func waitReplicasKnown(t *testing.T, d *dockertest.Deployment, sentinels []string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for _, s := range sentinels {
+		for {
+			out, err := sentinelCLI(t, d, s, "SENTINEL", "master", masterName)
+			fields := strings.Fields(out)
+			known := ""
+			for i, f := range fields {
+				if f == "num-slaves" && i+1 < len(fields) {
+					known = fields[i+1]
+				}
+			}
+			if err == nil && known == strconv.Itoa(n) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s knows %q replicas of %s after 60s, want %d", s, known, masterName, n)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+}
+
 // TestSentinelFailoverWithContainers applies the dev stack in sentinel mode on the engine (3 data
 // nodes, 3 Sentinels, the reference email-service worker), runs Celery through the Sentinels, kills the
 // primary's container and measures the failover as the worker sees it.
@@ -155,28 +182,7 @@ func TestSentinelFailoverWithContainers(t *testing.T) {
 	if out, err := sentinelCLI(t, d, sentinels[0], "SENTINEL", "ckquorum", masterName); err != nil || !strings.HasPrefix(out, "OK") {
 		t.Fatalf("SENTINEL CKQUORUM: %q %v", strings.TrimSpace(out), err)
 	}
-	// A Sentinel learns the replicas from the primary's INFO (every 10 s): until every Sentinel knows
-	// them, a failover would abort for want of a replica to promote.
-	deadline := time.Now().Add(60 * time.Second)
-	for _, s := range sentinels {
-		for {
-			out, err := sentinelCLI(t, d, s, "SENTINEL", "master", masterName)
-			fields := strings.Fields(out)
-			known := ""
-			for i, f := range fields {
-				if f == "num-slaves" && i+1 < len(fields) {
-					known = fields[i+1]
-				}
-			}
-			if err == nil && known == strconv.Itoa(len(nodes)-1) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s knows %q replicas of %s after 60s, want %d", s, known, masterName, len(nodes)-1)
-			}
-			time.Sleep(time.Second)
-		}
-	}
+	waitReplicasKnown(t, d, sentinels, len(nodes)-1)
 
 	// The worker's broker URL goes through the Sentinels.
 	for _, e := range strs(get(d.Inspect(emailCtr), "Config", "Env")) {
