@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -81,7 +80,7 @@ func BenchmarkDeployTime(b *testing.B) {
 				v.last = v.project.Up()
 				v.times = append(v.times, time.Since(start).Seconds())
 				if !v.baseline && v.name == variants[0].name {
-					v.critical = criticalPath(b, v.project, v.last)
+					v.critical = v.last.Describe(v.project.Export())
 				}
 				require.NoError(b, v.project.Destroy())
 			}
@@ -106,22 +105,6 @@ func BenchmarkDeployTime(b *testing.B) {
 		"Also with our former default, every 5s for Redis (and each Sentinel) and the email-service: the deploy before and after in the same run. "+
 		"Why %s: the provider checks a waited-for container's health once a second after starting it, so a first probe that ends just before a check saves a second per wave (components.Healthcheck). %d repetitions each, in rotating order.",
 		"local/redis-base and local/celery-base by default", defaultInterval, reps)
-}
-
-// criticalPath describes the chain of steps that held up a deploy (engine.Timeline.CriticalPath), each
-// with its share of the wall time, and the time before the first step (the program's compile and start).
-func criticalPath(b *testing.B, p *engine.Project, tl *engine.Timeline) string {
-	b.Helper()
-	path, err := tl.CriticalPath(p.Export())
-	if err != nil || len(path) == 0 {
-		return fmt.Sprintf("no critical path (%v)", err)
-	}
-	wall := tl.Wall.Seconds()
-	parts := []string{fmt.Sprintf("program compiled and started %.1fs (%.0f%%)", path[0].Start.Seconds(), 100*path[0].Start.Seconds()/wall)}
-	for _, s := range path {
-		parts = append(parts, fmt.Sprintf("%s %s %.1fs (%.0f%%)", s.Op, s.Name, s.Took().Seconds(), 100*s.Took().Seconds()/wall))
-	}
-	return fmt.Sprintf("wall %.1fs; critical path: %s", wall, strings.Join(parts, " -> "))
 }
 
 // physicalFloor measures what no deploy of a healthy Redis can beat here: creating and starting a

@@ -106,7 +106,7 @@ func TestSentinelStack(t *testing.T) {
 // stack.
 func check(t *testing.T, p *engine.Project, profile, sfx string, stackChecks func(hostConfig map[string]any)) {
 	tl := p.Up()
-	t.Logf("FIGURE pulumi up %s (Automation API): %s, %v", p.Stack, tl.Wall.Round(100*time.Millisecond), *tl.Changes)
+	t.Logf("FIGURE pulumi up %s (Automation API): %v; %s", p.Stack, *tl.Changes, tl.Describe(p.Export()))
 	p.PreviewNoChanges()
 	p.RefreshNoChanges()
 

@@ -112,18 +112,24 @@ func (tl *Timeline) CriticalPath(deployment apitype.UntypedDeployment) ([]Step, 
 			deps[string(r.URN)] = append(deps[string(r.URN)], string(r.Parent))
 		}
 	}
+	// Only what a provider did counts as a step: a component's or the stack's own "step" spans its
+	// children's, and a provider's is its configuration.
+	custom := map[string]bool{}
+	for _, r := range d.Resources {
+		custom[string(r.URN)] = r.Custom && !strings.HasPrefix(string(r.Type), "pulumi:providers:")
+	}
 	steps := map[string]Step{}
+	var last Step
 	for _, s := range tl.Steps {
-		steps[s.URN] = s
-	}
-	if len(tl.Steps) == 0 {
-		return nil, nil
-	}
-	last := tl.Steps[0]
-	for _, s := range tl.Steps {
-		if s.End > last.End {
-			last = s
+		if custom[s.URN] {
+			steps[s.URN] = s
+			if s.End > last.End {
+				last = s
+			}
 		}
+	}
+	if len(steps) == 0 {
+		return nil, nil
 	}
 	path := []Step{last}
 	for cur := last; ; {
@@ -155,4 +161,20 @@ func (tl *Timeline) CriticalPath(deployment apitype.UntypedDeployment) ([]Step, 
 	}
 	sort.Slice(path, func(i, j int) bool { return path[i].Start < path[j].Start })
 	return path, nil
+}
+
+// Describe is the deploy's critical path in one line: the time before the first step (the program
+// compiled and started), then each step of the path with its share of the wall time.
+func (tl *Timeline) Describe(deployment apitype.UntypedDeployment) string {
+	path, err := tl.CriticalPath(deployment)
+	if err != nil || len(path) == 0 {
+		return fmt.Sprintf("no critical path (%v)", err)
+	}
+	wall := tl.Wall.Seconds()
+	share := func(d time.Duration) string { return fmt.Sprintf("%.1fs (%.0f%%)", d.Seconds(), 100*d.Seconds()/wall) }
+	parts := []string{"program compiled and started " + share(path[0].Start)}
+	for _, s := range path {
+		parts = append(parts, s.Op+" "+s.Name+" "+share(s.Took()))
+	}
+	return fmt.Sprintf("wall %.1fs; critical path: %s", wall, strings.Join(parts, " -> "))
 }
