@@ -2,11 +2,9 @@ package celerystack_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,16 +54,6 @@ func TestPausedPrimaryLosesNoSynchronousTask(t *testing.T) {
 	for i, pause := range pauses {
 		t.Run(fmt.Sprintf("%d-%s", i+1, pause), func(t *testing.T) { pausedPrimary(t, pause) })
 	}
-}
-
-// modeHistory is what happened to one producer group's tasks.
-type modeHistory struct {
-	mode                              string
-	sent, acknowledged, refused, lost int
-	refusedRan, duplicates, queued    int
-	longestGap                        time.Duration // longest stretch without an acknowledged enqueue
-	refusals                          map[string]int
-	lostIDs                           []string
 }
 
 func pausedPrimary(t *testing.T, pause time.Duration) {
@@ -147,115 +135,36 @@ func pausedPrimary(t *testing.T, pause time.Duration) {
 		}
 	}
 
-	ran := ranByID(worker.Log())
+	ran := celerytest.RanByID(worker.Log())
 	queued := queuedIDs(t, client)
-	var out []modeHistory
+	var out []celerytest.History
 	for _, mode := range []string{"async", "sync"} {
-		h := history(mode, histories[mode].Outcomes, ran, queued)
+		h := celerytest.NewHistory(mode, histories[mode].Outcomes, ran, queued)
 		out = append(out, h)
 		t.Logf("FIGURE partition single host, primary paused %s (down-after 5 s), %s: %d sent, %d acknowledged, %d refused %v (%d of them ran anyway), "+
 			"%d lost %v, %d still queued, %d ran twice; longest stretch without an acknowledged enqueue %.1f s; failover %s -> %s, worker restarted: %v",
-			pause, mode, h.sent, h.acknowledged, h.refused, h.refusals, h.refusedRan, h.lost, h.lostIDs, h.queued, h.duplicates,
-			h.longestGap.Seconds(), oldPrimary.Addr(), newPrimary, restarted)
+			pause, mode, h.Sent, h.Acknowledged, h.Refused, h.Refusals, h.RefusedRan, h.Lost, h.LostIDs, h.Queued, h.Duplicates,
+			h.LongestGap.Seconds(), oldPrimary.Addr(), newPrimary, restarted)
 	}
 	t.Logf("FIGURE partition single host, primary paused %s: primary paused at %s, resumed at +%.1f s; Sentinel events:\n%s",
 		pause, pausedAt.Format("15:04:05.000"), resumedAt.Sub(pausedAt).Seconds(), sentinelEvents(top))
 	for _, h := range out {
-		if h.mode == "sync" {
-			assert.Zero(t, h.lost, "synchronous enqueue: no acknowledged task is lost (%v)", h.lostIDs)
+		if h.Prefix == "sync" {
+			assert.Zero(t, h.Lost, "synchronous enqueue: no acknowledged task is lost (%v)", h.LostIDs)
 		}
-		assert.Zero(t, h.duplicates, "%s: no task ran twice", h.mode)
-		assert.NotZero(t, h.acknowledged, "%s: the producers were acknowledged at all", h.mode)
+		assert.Zero(t, h.Duplicates, "%s: no task ran twice", h.Prefix)
+		assert.NotZero(t, h.Acknowledged, "%s: the producers were acknowledged at all", h.Prefix)
 	}
-}
-
-var succeededRe = regexp.MustCompile(`send_email\[([^\]]+)\] succeeded`)
-
-// ranByID counts the tasks a worker log says succeeded, by id.
-func ranByID(log string) map[string]int {
-	ran := map[string]int{}
-	for _, m := range succeededRe.FindAllStringSubmatch(log, -1) {
-		ran[m[1]]++
-	}
-	return ran
 }
 
 // queuedIDs are the task ids still in the celery queue or the unacknowledged hash of a node.
 func queuedIDs(t *testing.T, client *redis.Client) map[string]bool {
 	ctx := context.Background()
-	ids := map[string]bool{}
-	idOf := func(message string) string {
-		var m struct {
-			Headers struct {
-				ID string `json:"id"`
-			} `json:"headers"`
-		}
-		_ = json.Unmarshal([]byte(message), &m)
-		return m.Headers.ID
-	}
 	queue, err := client.LRange(ctx, "celery", 0, -1).Result()
 	require.NoError(t, err)
-	for _, m := range queue {
-		ids[idOf(m)] = true
-	}
-	unacked, err := client.HGetAll(ctx, "unacked").Result()
+	unacked, err := client.HVals(ctx, "unacked").Result()
 	require.NoError(t, err)
-	for _, v := range unacked {
-		var entry []json.RawMessage // [message, exchange, routing key]
-		if json.Unmarshal([]byte(v), &entry) == nil && len(entry) > 0 {
-			var message string
-			if json.Unmarshal(entry[0], &message) != nil {
-				message = string(entry[0])
-			}
-			ids[idOf(message)] = true
-		}
-	}
-	return ids
-}
-
-// history accounts for one producer group's tasks (ids <mode>-<i>).
-func history(mode string, outcomes []celerytest.Outcome, ran map[string]int, queued map[string]bool) modeHistory {
-	h := modeHistory{mode: mode, sent: len(outcomes), refusals: map[string]int{}}
-	var last time.Time
-	for _, o := range outcomes { // in task order, which is the order they were due in
-		id := fmt.Sprintf("%s-%d", mode, o.I)
-		if ran[id] > 1 {
-			h.duplicates++
-		}
-		if o.Error != "" {
-			h.refused++
-			class, _, _ := strings.Cut(o.Error, ":")
-			h.refusals[class]++
-			if ran[id] > 0 || queued[id] {
-				h.refusedRan++
-			}
-			continue
-		}
-		h.acknowledged++
-		switch {
-		case ran[id] > 0:
-		case queued[id]:
-			h.queued++
-		default:
-			h.lost++
-			h.lostIDs = append(h.lostIDs, id)
-		}
-	}
-	// The longest stretch without an acknowledgment, from the returns of acknowledged enqueues in time order.
-	var acks []time.Time
-	for _, o := range outcomes {
-		if o.Error == "" {
-			acks = append(acks, o.Returned())
-		}
-	}
-	slices.SortFunc(acks, func(a, b time.Time) int { return a.Compare(b) })
-	for _, a := range acks {
-		if !last.IsZero() && a.Sub(last) > h.longestGap {
-			h.longestGap = a.Sub(last)
-		}
-		last = a
-	}
-	return h
+	return celerytest.QueuedIDs(queue, unacked)
 }
 
 var sentinelEventRe = regexp.MustCompile(`(?m)^.*(\+sdown master|\+odown|\+try-failover|\+selected-slave|\+promoted-slave|\+failover-end|\+switch-master|\+convert-to-slave|-sdown).*$`)
