@@ -22,7 +22,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/emailclient/emailclient-infra/components"
-	"github.com/emailclient/emailclient-infra/tests/declared"
 	"github.com/emailclient/emailclient-infra/tests/dockertest"
 	"github.com/emailclient/emailclient-infra/tests/tiers"
 )
@@ -558,23 +557,7 @@ func TestLiveAlertsFailover(t *testing.T) {
 	cfg["emailService"] = `{"enabled":false}`
 	cfg["operations"] = fmt.Sprintf(`{"build":"prebuilt","metrics":{"enabled":true,"hostPort":%d}}`, freePort(t))
 	res := declare(t, "dev", cfg)
-	var nodes, sentinels []string
-	for _, c := range res.ByType(declared.ContainerType) {
-		if _, isNode := res.RunFiles(c.Name); !isNode {
-			continue
-		}
-		switch {
-		case strings.HasPrefix(c.Name, sentinelPfx):
-			sentinels = append(sentinels, c.Name)
-		case strings.HasPrefix(c.Name, redisCtr+"-"):
-			nodes = append(nodes, c.Name)
-		}
-	}
-	slices.Sort(nodes)
-	slices.Sort(sentinels)
-	if len(nodes) < 2 || len(sentinels) < 3 || nodes[0] != primaryCtr {
-		t.Fatalf("the sentinel topology declares data nodes %v and Sentinels %v", nodes, sentinels)
-	}
+	nodes, sentinels := sentinelContainers(t, res)
 	d, took := apply(t, res, dockertest.ApplyOptions{DependsOn: containerDeps(res)})
 	t.Logf("live alerts: sentinel dev stack applied in %s", took.Round(100*time.Millisecond))
 	if primary, addr := primaryOf(t, d, sentinels[0], nodes); primary != primaryCtr {

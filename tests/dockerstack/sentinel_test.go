@@ -124,23 +124,7 @@ func TestSentinelFailoverWithContainers(t *testing.T) {
 	cfg["container"] = shortHealthcheck
 	res := declare(t, "dev", cfg)
 
-	var nodes, sentinels []string
-	for _, c := range res.ByType(declared.ContainerType) {
-		if _, isNode := res.RunFiles(c.Name); !isNode {
-			continue // the email-service, a files carrier
-		}
-		switch {
-		case strings.HasPrefix(c.Name, sentinelPfx):
-			sentinels = append(sentinels, c.Name)
-		case strings.HasPrefix(c.Name, redisCtr+"-"):
-			nodes = append(nodes, c.Name)
-		}
-	}
-	slices.Sort(nodes)
-	slices.Sort(sentinels)
-	if len(nodes) < 2 || len(sentinels) < 3 || nodes[0] != primaryCtr {
-		t.Fatalf("the sentinel topology declares data nodes %v and Sentinels %v", nodes, sentinels)
-	}
+	nodes, sentinels := sentinelContainers(t, res)
 	for _, s := range sentinels {
 		in := containerInputs(t, res, s)
 		if !slices.Equal(strs(in["command"]), []string{"sentinel"}) || in["wait"] != true {
@@ -305,4 +289,27 @@ func tailLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// sentinelContainers are the declared data nodes (sorted: the initial primary first) and Sentinels of
+// a sentinel topology, by container name; it fails the test unless there are at least 2 and 3.
+func sentinelContainers(t *testing.T, res *declared.Result) (nodes, sentinels []string) {
+	t.Helper()
+	for _, c := range res.ByType(declared.ContainerType) {
+		if _, isNode := res.RunFiles(c.Name); !isNode {
+			continue // the email-service, a files carrier
+		}
+		switch {
+		case strings.HasPrefix(c.Name, sentinelPfx):
+			sentinels = append(sentinels, c.Name)
+		case strings.HasPrefix(c.Name, redisCtr+"-"):
+			nodes = append(nodes, c.Name)
+		}
+	}
+	slices.Sort(nodes)
+	slices.Sort(sentinels)
+	if len(nodes) < 2 || len(sentinels) < 3 || nodes[0] != primaryCtr {
+		t.Fatalf("the sentinel topology declares data nodes %v and Sentinels %v", nodes, sentinels)
+	}
+	return nodes, sentinels
 }
