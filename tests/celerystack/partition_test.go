@@ -42,15 +42,7 @@ const (
 // not bounded.
 func TestPausedPrimaryLosesNoSynchronousTask(t *testing.T) {
 	celerytest.Require(t)
-	pauses := partitionPauses
-	if v := os.Getenv("EMAILCLIENT_PARTITION_PAUSES"); v != "" {
-		pauses = nil
-		for _, s := range strings.Split(v, ",") {
-			d, err := time.ParseDuration(strings.TrimSpace(s))
-			require.NoError(t, err, "EMAILCLIENT_PARTITION_PAUSES")
-			pauses = append(pauses, d)
-		}
-	}
+	pauses := celerytest.Durations(t, "EMAILCLIENT_PARTITION_PAUSES", partitionPauses)
 	for i, pause := range pauses {
 		t.Run(fmt.Sprintf("%d-%s", i+1, pause), func(t *testing.T) { pausedPrimary(t, pause) })
 	}

@@ -3,9 +3,11 @@ package celerytest
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -120,4 +122,23 @@ func LongestGap(outcomes []Outcome, from, to time.Time) time.Duration {
 		longest = max(longest, acks[i].Sub(acks[i-1]))
 	}
 	return longest
+}
+
+// Durations reads a comma-separated list of durations ("10s,15s,30s") from the environment variable
+// name, for figure runs that choose their own lengths; def when it is unset. A bad entry fails the test.
+func Durations(t testing.TB, name string, def []time.Duration) []time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []time.Duration
+	for _, s := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out = append(out, d)
+	}
+	return out
 }
