@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Build the local, registry-free base images used by the Docker-engine test tier (BRIEF §5 tier 4).
 #
-#   local/redis-base:bookworm   Debian bookworm minbase + redis-server redis-tools
-#   local/celery-base:bookworm  Debian bookworm minbase + python3-celery python3-redis
+#   local/redis-base:bookworm     Debian bookworm minbase + redis-server redis-tools
+#   local/celery-base:bookworm    Debian bookworm minbase + python3-celery python3-redis
+#   local/redis-busybox:bookworm  a busybox userland, as redis:7-alpine has (the stacks' default base):
+#                                 Debian's busybox-static is /bin/sh and every tool (no dash, bash or
+#                                 coreutils), the redis binaries in /usr/local/bin with the libraries
+#                                 ldd names, and alpine's redis user (uid 999, group redis 1000)
 #
 # Each image is a debootstrap tree from the machine's configured Debian mirror (read from the apt
 # sources at run time), imported with `docker import`. Images are cached by tag: an existing tag is
 # skipped, so the script is idempotent. `docker import` images carry no CMD/ENV/USER/ENTRYPOINT;
 # Dockerfiles built on them set what they need.
 #
-# Usage: build-base-images.sh [redis|celery|all]   (default: all)
+# Usage: build-base-images.sh [redis|celery|busybox|all]   (default: all)
 # Env:   BASE_SUITE      Debian suite (default: bookworm)
 #        BASE_MIRROR     override the mirror URL (default: first Debian mirror in the apt sources)
 #        FORCE_REBUILD=1 rebuild even if the tag exists
@@ -22,9 +26,9 @@ log() { printf '[build-base-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 case "$WHAT" in
-  redis|celery|all) ;;
-  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-  *) die "unknown argument '$WHAT' (expected redis, celery or all)" ;;
+  redis|celery|busybox|all) ;;
+  -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+  *) die "unknown argument '$WHAT' (expected redis, celery, busybox or all)" ;;
 esac
 
 command -v docker >/dev/null 2>&1 || die "docker CLI not found"
@@ -97,9 +101,11 @@ trap 'exit 130' INT TERM
 
 now() { date +%s; }
 
-# build_image TAG PACKAGES CHECK_SCRIPT
+# build_image TAG PACKAGES CHECK_SCRIPT [ASSEMBLE]: ASSEMBLE, when given, is a function called as
+# ASSEMBLE TREE NEW that builds the image's tree in NEW from the debootstrap TREE; CHECK_SCRIPT then
+# runs in NEW (with its /bin/sh).
 build_image() {
-  local tag="$1" pkgs="$2" check="$3"
+  local tag="$1" pkgs="$2" check="$3" assemble="${4:-}"
   if [ "${FORCE_REBUILD:-0}" != "1" ] && docker image inspect "$tag" >/dev/null 2>&1; then
     log "$tag: already present, skipping (FORCE_REBUILD=1 to rebuild)"
     return 0
@@ -128,6 +134,10 @@ build_image() {
   t1=$(now)
   log "$tag: debootstrap done in $((t1 - t0))s"
 
+  if [ -n "$assemble" ]; then
+    "$assemble" "$root" "$work/tree"
+    root="$work/tree"
+  fi
   # Sanity checks inside the tree (chroot: no engine needed).
   if ! $SUDO chroot "$root" /bin/sh -ec "$check" >&2; then
     die "$tag: sanity check failed inside the tree"
@@ -147,7 +157,7 @@ build_image() {
 
   log "$tag: docker import ($size tree)"
   if ! $SUDO tar --numeric-owner -C "$root" -c . | docker import \
-        --message "debootstrap --variant=minbase $SUITE + $pkgs" - "$tag" >/dev/null; then
+        --message "debootstrap --variant=minbase $SUITE + $pkgs${assemble:+, then $assemble}" - "$tag" >/dev/null; then
     die "$tag: docker import failed"
   fi
   t3=$(now)
@@ -161,14 +171,53 @@ REDIS_CHECK='
   command -v redis-cli >/dev/null || { echo "redis-cli not on PATH"; exit 1; }
   echo "  redis user: $(grep "^redis:" /etc/passwd | cut -d: -f1,3,4)  $(redis-server --version | cut -d" " -f1-3)"
 '
+BUSYBOX_CHECK='
+  export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  [ "$(readlink /bin/sh)" = /bin/busybox ] || { echo "/bin/sh is not busybox"; exit 1; }
+  for f in /bin/* /sbin/* /usr/bin/* /usr/sbin/*; do
+    [ "$f" = /bin/busybox ] || [ "$(readlink "$f")" = /bin/busybox ] || { echo "$f is not a busybox applet"; exit 1; }
+  done
+  [ "$(grep "^redis:" /etc/passwd | cut -d: -f3,4)" = 999:1000 ] || { echo "no redis user 999:1000"; exit 1; }
+  echo "  busybox userland: $(busybox --list | wc -l) applets, $(redis-server --version | cut -d" " -f1-3), $(redis-cli --version)"
+'
 CELERY_CHECK='
   /usr/bin/python3 -c "import celery, redis, kombu; print(\"  celery\", celery.__version__, \"kombu\", kombu.__version__, \"redis-py\", redis.__version__)"
 '
+
+# assemble_busybox TREE NEW: a tree holding only busybox (as /bin/sh and every tool, installed as
+# symlinks the way alpine does), the redis binaries of TREE in /usr/local/bin (redis-server, redis-cli,
+# redis-benchmark; redis-sentinel and redis-check-* are names of redis-server, as upstream installs
+# them), the shared libraries ldd resolves for them in TREE, and alpine's users and groups.
+assemble_busybox() {
+  local from="$1" to="$2" lib
+  $SUDO mkdir -p "$to"/bin "$to"/sbin "$to"/usr/bin "$to"/usr/sbin "$to"/usr/local/bin "$to"/etc \
+    "$to"/root "$to"/home/redis "$to"/var/run "$to"/dev "$to"/proc "$to"/sys
+  $SUDO install -d -m 1777 "$to"/tmp
+  $SUDO cp "$from"/bin/busybox "$to"/bin/busybox
+  $SUDO chroot "$to" /bin/busybox --install -s
+  $SUDO cp -L "$from"/usr/bin/redis-server "$to"/usr/local/bin/redis-server
+  $SUDO cp -L "$from"/usr/bin/redis-cli "$from"/usr/bin/redis-benchmark "$to"/usr/local/bin/
+  for lib in redis-sentinel redis-check-rdb redis-check-aof; do $SUDO ln -s redis-server "$to"/usr/local/bin/$lib; done
+  # Every library the binaries load (and the dynamic loader), at the path ldd names.
+  for lib in $($SUDO chroot "$from" ldd /usr/bin/redis-server /usr/bin/redis-cli /usr/bin/redis-benchmark |
+    sed -n 's@^[^/]*\(/[^ ]*\) (0x[0-9a-f]*)$@\1@p'); do
+    $SUDO mkdir -p "$to$(dirname "$lib")"
+    $SUDO cp -L "$from$lib" "$to$lib"
+  done
+  printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/:/sbin/nologin' \
+    'redis:x:999:1000:Linux User,,,:/home/redis:/sbin/nologin' | $SUDO tee "$to"/etc/passwd >/dev/null
+  printf '%s\n' 'root:x:0:root' 'nogroup:x:65534:' 'redis:x:1000:redis' | $SUDO tee "$to"/etc/group >/dev/null
+  printf 'hosts: files dns\n' | $SUDO tee "$to"/etc/nsswitch.conf >/dev/null
+  $SUDO chown 999:1000 "$to"/home/redis
+}
 
 if [ "$WHAT" = redis ] || [ "$WHAT" = all ]; then
   build_image local/redis-base:"$SUITE" "redis-server redis-tools" "$REDIS_CHECK"
 fi
 if [ "$WHAT" = celery ] || [ "$WHAT" = all ]; then
   build_image local/celery-base:"$SUITE" "python3-celery python3-redis" "$CELERY_CHECK"
+fi
+if [ "$WHAT" = busybox ] || [ "$WHAT" = all ]; then
+  build_image local/redis-busybox:"$SUITE" "redis-server redis-tools busybox-static" "$BUSYBOX_CHECK" assemble_busybox
 fi
 log "done"
