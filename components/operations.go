@@ -43,6 +43,14 @@ type OpsServicesArgs struct {
 	SourceRoot string
 	// Protect marks the backups volume protected, as RedisBrokerArgs.Protect. Defaults to false.
 	Protect bool
+	// RemoteCredentials are Settings.Backup.Remote's keys (secrets). Required when it is enabled.
+	RemoteCredentials RemoteCredentials
+}
+
+// RemoteCredentials are the access and secret key of an S3-compatible backup target: secret inputs,
+// handed to the backup container in its env (a secret array).
+type RemoteCredentials struct {
+	AccessKey, SecretKey pulumi.StringInput
 }
 
 // OpsServices are the scheduled-backup and metrics containers of a broker, both running redis-ops.
@@ -80,6 +88,9 @@ func (a *OpsServicesArgs) validate() error {
 	}
 	if a.Settings.Build == "source" && a.SourceRoot == "" {
 		errs = append(errs, errors.New("SourceRoot: required for operations.build source"))
+	}
+	if b := a.Settings.Backup; b.Enabled && b.Remote.Enabled && (a.RemoteCredentials.AccessKey == nil || a.RemoteCredentials.SecretKey == nil) {
+		errs = append(errs, errors.New("RemoteCredentials: required with operations.backup.remote.enabled (backupRemoteAccessKey, backupRemoteSecretKey)"))
 	}
 	return errors.Join(append(errs, a.Settings.Validate("operations."))...)
 }
@@ -128,8 +139,11 @@ func (s *OpsServices) build(ctx *pulumi.Context, name string, args *OpsServicesA
 		if access.DataHostPath != "" {
 			data = &docker.ContainerVolumeArgs{HostPath: pulumi.String(access.DataHostPath), ContainerPath: pulumi.String(redisconf.DataDir), ReadOnly: pulumi.Bool(true)}
 		}
-		_, err := opsContainer(ctx, name, "backup", args, image, env, nil, parent,
-			[]string{"schedule", "--cron", o.Backup.Schedule, "--dir", BackupsDir, "--data-dir", redisconf.DataDir, "--retention", o.Backup.Retention},
+		cmd, backupEnv := []string{"schedule", "--cron", o.Backup.Schedule, "--dir", BackupsDir, "--data-dir", redisconf.DataDir, "--retention", o.Backup.Retention}, env
+		if r := o.Backup.Remote; r.Enabled {
+			cmd, backupEnv = append(cmd, remoteFlags(r)...), remoteEnv(env, args.RemoteCredentials)
+		}
+		_, err := opsContainer(ctx, name, "backup", args, image, backupEnv, nil, parent, cmd,
 			docker.ContainerVolumeArray{data, runMount, backups})
 		if err != nil {
 			return err
@@ -226,4 +240,20 @@ func sentinelEnv(access OpsAccess, password string) []string {
 	}
 	return []string{"REDIS_SENTINELS=" + strings.Join(access.Sentinels, ","), "REDIS_SENTINEL_MASTER=" + access.MasterName,
 		"REDIS_SENTINEL_PASSWORD=" + password}
+}
+
+// remoteFlags are the backup container's plain remote flags: endpoint, bucket, prefix, region.
+func remoteFlags(r BackupRemote) []string {
+	cmd := []string{"--remote-endpoint", r.Endpoint, "--remote-bucket", r.Bucket, "--remote-prefix", r.Prefix}
+	if r.Region != "" {
+		cmd = append(cmd, "--remote-region", r.Region)
+	}
+	return cmd
+}
+
+// remoteEnv is env plus the remote credentials, as a secret array.
+func remoteEnv(env pulumi.StringArrayInput, c RemoteCredentials) pulumi.StringArrayOutput {
+	return pulumi.ToSecret(pulumi.All(env, c.AccessKey, c.SecretKey).ApplyT(func(v []any) []string {
+		return append(append([]string{}, v[0].([]string)...), "REDIS_OPS_REMOTE_ACCESS_KEY="+v[1].(string), "REDIS_OPS_REMOTE_SECRET_KEY="+v[2].(string))
+	})).(pulumi.StringArrayOutput)
 }

@@ -286,6 +286,28 @@ type BackupSchedule struct {
 	// HostPath, when set, is an absolute host directory used instead of the volume; it must belong
 	// to container.uid.
 	HostPath string `json:"hostPath"`
+	// Remote keeps a copy of every backup off the host, in S3-compatible object storage.
+	Remote BackupRemote `json:"remote"`
+}
+
+// BackupRemote is an S3-compatible object storage target: each verified backup is uploaded with its
+// manifest (the RDB first, the manifest last) as soon as it is taken, the server's MD5 is compared
+// with the manifest's, and Retention applies there too. The credentials are not settings: they are
+// the stack's secrets backupRemoteAccessKey and backupRemoteSecretKey, handed to the backup container
+// in its env (a secret array), never on its command line.
+type BackupRemote struct {
+	// Enabled uploads the backups. Defaults to false; needs backup.enabled.
+	Enabled bool `json:"enabled"`
+	// Endpoint is the S3 API, http(s)://host[:port] with nothing after it. Required when enabled.
+	Endpoint string `json:"endpoint"`
+	// Bucket holds the copies; it must exist. Required when enabled; S3 naming: 3-63 lowercase
+	// letters, digits, dots and hyphens, starting and ending with a letter or digit.
+	Bucket string `json:"bucket"`
+	// Prefix starts every object name (<prefix>/redis-backup-...). Defaults to emailclient-<stack>;
+	// names of letters, digits, _ . - separated by single slashes, or empty.
+	Prefix string `json:"prefix"`
+	// Region is the bucket's region when the server wants one. Defaults to empty (the server's).
+	Region string `json:"region"`
 }
 
 // MetricsEndpoint is the metrics container (redis-ops metrics on port 9121, network alias

@@ -315,6 +315,9 @@ func (o Operations) Validate(prefix string) error {
 		if b.HostPath != "" && (!hostPathRe.MatchString(b.HostPath) || path.Clean(b.HostPath) != b.HostPath || b.HostPath == "/") {
 			v.fail("backup.hostPath", b.HostPath, "accepted: empty (use the volume) or a clean absolute path of letters, digits and . _ - /")
 		}
+		v.remote("backup.remote.", b.Remote)
+	} else if o.Backup.Remote.Enabled {
+		v.fail("backup.remote.enabled", true, "the remote copies the scheduled backups; accepted: false, or true with operations.backup.enabled true")
 	}
 	if m := o.Metrics; m.Enabled {
 		v.between("metrics.hostPort", m.HostPort, 0, 65535)
@@ -323,4 +326,26 @@ func (o Operations) Validate(prefix string) error {
 		}
 	}
 	return errors.Join(v.errs...)
+}
+
+var (
+	// s3EndpointRe is http(s)://host[:port], nothing after it.
+	s3EndpointRe = regexp.MustCompile(`^https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?/?$`)
+	// s3BucketRe is the S3 bucket naming rule (without the IP-address and xn-- exceptions).
+	s3BucketRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	s3PrefixRe = regexp.MustCompile(`^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$`)
+	s3RegionRe = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,62})?$`)
+)
+
+// remote checks an enabled BackupRemote; keys are prefixed with prefix.
+func (v *validator) remote(prefix string, r BackupRemote) {
+	if !r.Enabled {
+		return
+	}
+	v.match(prefix+"endpoint", r.Endpoint, s3EndpointRe, "accepted: http:// or https:// followed by host[:port] of an S3-compatible API, e.g. https://s3.eu-central-1.amazonaws.com or http://10.0.0.5:8333")
+	v.match(prefix+"bucket", r.Bucket, s3BucketRe, "accepted: an existing bucket, 3-63 lowercase letters, digits, . and -, starting and ending with a letter or digit")
+	if !s3PrefixRe.MatchString(r.Prefix) || strings.Contains(r.Prefix, "..") {
+		v.fail(prefix+"prefix", r.Prefix, "accepted: empty, or names of letters, digits, _ . - separated by single /, no leading or trailing /, no ..")
+	}
+	v.match(prefix+"region", r.Region, s3RegionRe, "accepted: empty, or a region name such as eu-central-1")
 }

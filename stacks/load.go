@@ -28,13 +28,16 @@ const (
 	KeyHostsTLS         = "hostsTls"
 	KeyRegistry         = "registry"
 	KeyRegistryPassword = "registryPassword"
+	// KeyBackupRemoteAccessKey and KeyBackupRemoteSecretKey are the secrets of operations.backup.remote.
+	KeyBackupRemoteAccessKey = "backupRemoteAccessKey"
+	KeyBackupRemoteSecretKey = "backupRemoteSecretKey"
 	// KeyDockerHost is the docker provider's own key (another namespace): the program reads it to
 	// require that the stack names its engine.
 	KeyDockerHost = "docker:host"
 )
 
 // Keys lists every config key the program reads.
-var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyOperations, KeyRotation, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword, KeyProtect, KeyHosts, KeyHostsTLS, KeyRegistry, KeyRegistryPassword, KeyDockerHost}
+var Keys = []string{KeyProfile, KeyRedis, KeyContainer, KeyTopology, KeyOperations, KeyRotation, KeyCelery, KeyEmailService, KeyPassword, KeyOpsPassword, KeyProtect, KeyHosts, KeyHostsTLS, KeyRegistry, KeyRegistryPassword, KeyBackupRemoteAccessKey, KeyBackupRemoteSecretKey, KeyDockerHost}
 
 // Source gives raw config values: objects arrive as JSON, as Pulumi passes them to programs.
 type Source interface {
@@ -102,7 +105,8 @@ func Load(stack string, src Source) (Settings, error) {
 			errs = append(errs, err)
 		}
 	}
-	for key, target := range map[string]*string{KeyPassword: &s.Password, KeyOpsPassword: &s.OpsPassword, KeyRegistryPassword: &s.RegistryPassword} {
+	for key, target := range map[string]*string{KeyPassword: &s.Password, KeyOpsPassword: &s.OpsPassword, KeyRegistryPassword: &s.RegistryPassword,
+		KeyBackupRemoteAccessKey: &s.BackupRemoteAccessKey, KeyBackupRemoteSecretKey: &s.BackupRemoteSecretKey} {
 		v, ok, err := src.Lookup(key)
 		switch {
 		case err != nil:

@@ -74,6 +74,28 @@ func TestOperationsSettingsAreConfigurable(t *testing.T) {
 	assert.Equal(t, float64(9121), p["external"].NumberValue())
 }
 
+func TestBackupRemoteCredentialsStaySecret(t *testing.T) {
+	access, secret := "remote-access-key-1", "remote-secret-key-2"
+	r := run(t, "prod", declared.Options{
+		Config:  map[string]string{"operations": `{"backup":{"enabled":true,"remote":{"enabled":true,"endpoint":"https://s3.example.com:9000","bucket":"redis-backups","region":"eu-1"}}}`},
+		Secrets: map[string]string{"backupRemoteAccessKey": access, "backupRemoteSecretKey": secret},
+	})
+	backup := get(t, r, declared.ContainerType, "ops-backup")
+	assert.Equal(t, []string{"schedule", "--cron", "0 2 * * *", "--dir", "/backups", "--data-dir", "/data", "--retention", "720h",
+		"--remote-endpoint", "https://s3.example.com:9000", "--remote-bucket", "redis-backups", "--remote-prefix", "emailclient-prod", "--remote-region", "eu-1"},
+		strs(backup["command"]), "endpoint, bucket and prefix are plain; the default prefix is the stack's scope")
+	assert.True(t, backup["envs"].IsSecret(), "the env holds the credentials: a secret array")
+	assert.Equal(t, []string{"REDIS_ADDR=redis:6379", "REDIS_USERNAME=ops", "REDIS_PASSWORD_FILE=/run/redis/ops.password",
+		"REDIS_OPS_REMOTE_ACCESS_KEY=" + access, "REDIS_OPS_REMOTE_SECRET_KEY=" + secret}, strs(plain(t, backup["envs"], true)))
+	for k, in := range backup.Mappable() {
+		if k != "envs" {
+			assert.NotContains(t, fmt.Sprint(in), secret, "the secret key only in the secret env, not in %s", k)
+		}
+	}
+	metrics := get(t, r, declared.ContainerType, "ops-metrics")
+	assert.NotContains(t, fmt.Sprint(metrics.Mappable()), secret, "the metrics container gets no remote credentials")
+}
+
 func TestPasswordRotationRegeneratesPasswords(t *testing.T) {
 	for _, name := range []string{"broker-celery-password", "broker-ops-password"} {
 		before := get(t, run(t, "dev", declared.Options{}), declared.PasswordType, name)

@@ -81,6 +81,14 @@ func Outputs(d *Deployment) map[string]pulumi.Input {
 	if d.Ops != nil {
 		out["metricsUrl"] = d.Ops.MetricsURL
 	}
+	if b := d.Settings.Operations.Backup; d.Ops != nil && b.Enabled && b.Remote.Enabled {
+		// Where the backups are kept off the host (redis-ops list|verify|restore --stack --remote).
+		r := b.Remote
+		out["backupRemote"] = pulumi.StringMap{"endpoint": pulumi.String(r.Endpoint), "bucket": pulumi.String(r.Bucket),
+			"prefix": pulumi.String(r.Prefix), "region": pulumi.String(r.Region)}
+		out["backupRemoteCredentials"] = pulumi.ToSecret(pulumi.StringMap{"accessKey": secretOrNil(d.Settings.BackupRemoteAccessKey),
+			"secretKey": secretOrNil(d.Settings.BackupRemoteSecretKey)})
+	}
 	return out
 }
 
@@ -161,6 +169,8 @@ func Deploy(ctx *pulumi.Context) (*Deployment, error) {
 			ImageDir:   filepath.Join(root, OpsImageDir),
 			SourceRoot: root,
 			Protect:    s.Protect,
+			RemoteCredentials: components.RemoteCredentials{AccessKey: secretOrNil(s.BackupRemoteAccessKey),
+				SecretKey: secretOrNil(s.BackupRemoteSecretKey)},
 		}); err != nil {
 			return nil, err
 		}

@@ -71,7 +71,7 @@ func TestPulumiYamlDeclaresOnlyWhatTheProgramReads(t *testing.T) {
 			undeclared = append(undeclared, key)
 		}
 	}
-	assert.ElementsMatch(t, []string{stacks.KeyProfile, stacks.KeyPassword, stacks.KeyOpsPassword, stacks.KeyProtect, stacks.KeyHosts, stacks.KeyHostsTLS, stacks.KeyRegistryPassword, stacks.KeyDockerHost}, undeclared,
+	assert.ElementsMatch(t, []string{stacks.KeyProfile, stacks.KeyPassword, stacks.KeyOpsPassword, stacks.KeyProtect, stacks.KeyHosts, stacks.KeyHostsTLS, stacks.KeyRegistryPassword, stacks.KeyBackupRemoteAccessKey, stacks.KeyBackupRemoteSecretKey, stacks.KeyDockerHost}, undeclared,
 		"keys left undeclared (and documented in the comment of Pulumi.yaml)")
 }
 

@@ -61,6 +61,11 @@ type Settings struct {
 	Registry components.Registry `json:"-"`
 	// RegistryPassword is the registry password (key "registryPassword", a secret).
 	RegistryPassword string `json:"-"`
+	// BackupRemoteAccessKey and BackupRemoteSecretKey are the credentials of
+	// operations.backup.remote (keys "backupRemoteAccessKey", "backupRemoteSecretKey", secrets),
+	// required when it is enabled.
+	BackupRemoteAccessKey string `json:"-"`
+	BackupRemoteSecretKey string `json:"-"`
 }
 
 // HostNames are the names of Hosts, in order.
@@ -130,6 +135,7 @@ func Defaults(profile, stack string) (Settings, bool) {
 		},
 	}
 	s.Operations.Backup.Volume = scope + "-redis-backups"
+	s.Operations.Backup.Remote.Prefix = scope
 	switch profile {
 	case "dev":
 		s.Redis.LogLevel = "debug"

@@ -37,6 +37,13 @@ func (s Settings) Validate() error {
 	fail := func(key string, value any, accepted string) {
 		errs = append(errs, &redisconf.FieldError{Key: key, Value: value, Accepted: accepted})
 	}
+	if s.Operations.Backup.Enabled && s.Operations.Backup.Remote.Enabled {
+		for key, v := range map[string]string{KeyBackupRemoteAccessKey: s.BackupRemoteAccessKey, KeyBackupRemoteSecretKey: s.BackupRemoteSecretKey} {
+			if v == "" || strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) {
+				fail(key, "<secret>", fmt.Sprintf("required with operations.backup.remote.enabled; accepted: a secret without spaces or control characters, set with `pulumi config set --secret %s <value>`", key))
+			}
+		}
+	}
 	errs = append(errs, s.collisions()...)
 	if s.PasswordRotation < 0 || s.PasswordRotation > 1000000 {
 		fail(KeyRotation, s.PasswordRotation, "accepted: a whole number from 0 to 1000000; increase it to rotate the passwords")

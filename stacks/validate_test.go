@@ -76,6 +76,15 @@ var badSettings = []struct {
 	{"backup retention", "prod", map[string]string{"operations": `{"backup":{"enabled":true,"schedule":"0 2 * * *","retention":"30d","volume":"b"}}`}, nil, "operations.backup.retention", "720h"},
 	{"ops build", "dev", map[string]string{"operations": `{"build":"magic"}`}, nil, "operations.build", "source, prebuilt"},
 	{"metrics public", "prod", map[string]string{"operations": `{"metrics":{"enabled":true,"hostPort":9121,"hostIp":"0.0.0.0"}}`}, nil, "operations.metrics.hostIp", "loopback"},
+	{"remote endpoint without scheme", "prod", remoteOps(`"endpoint":"s3.example.com","bucket":"backups"`), remoteKeys, "operations.backup.remote.endpoint", "http:// or https://"},
+	{"remote endpoint with a path", "prod", remoteOps(`"endpoint":"https://s3.example.com/backups","bucket":"backups"`), remoteKeys, "operations.backup.remote.endpoint", "host[:port]"},
+	{"remote bucket uppercase", "prod", remoteOps(`"endpoint":"https://s3.example.com","bucket":"Backups"`), remoteKeys, "operations.backup.remote.bucket", "lowercase"},
+	{"remote bucket missing", "prod", remoteOps(`"endpoint":"https://s3.example.com"`), remoteKeys, "operations.backup.remote.bucket", "3-63"},
+	{"remote prefix climbing", "prod", remoteOps(`"endpoint":"https://s3.example.com","bucket":"backups","prefix":"a/../b"`), remoteKeys, "operations.backup.remote.prefix", "no .."},
+	{"remote prefix leading slash", "prod", remoteOps(`"endpoint":"https://s3.example.com","bucket":"backups","prefix":"/prod"`), remoteKeys, "operations.backup.remote.prefix", "single /"},
+	{"remote without backups", "dev", map[string]string{"operations": `{"backup":{"remote":{"enabled":true,"endpoint":"https://s3.example.com","bucket":"backups"}}}`}, remoteKeys, "operations.backup.remote.enabled", "operations.backup.enabled true"},
+	{"remote without credentials", "prod", remoteOps(`"endpoint":"https://s3.example.com","bucket":"backups"`), nil, "backupRemoteSecretKey", "--secret"},
+	{"remote secret key in plain text", "prod", mergeMaps(remoteOps(`"endpoint":"https://s3.example.com","bucket":"backups"`), map[string]string{"backupRemoteSecretKey": "plain-secret-value"}), map[string]string{"backupRemoteAccessKey": "access-key-value"}, "backupRemoteSecretKey", "plain text"},
 	{"rotation negative", "dev", map[string]string{"passwordRotation": "-1"}, nil, "passwordRotation", "0 to 1000000"},
 	{"uid root", "dev", map[string]string{"container": `{"uid":0}`}, nil, "container.uid", "1 to 2147483647"},
 	{"object not an object", "dev", map[string]string{"celery": `[1,2]`}, nil, "celery", "object"},
@@ -114,4 +123,22 @@ func TestAllErrorsAreReportedAtOnce(t *testing.T) {
 	for _, key := range []string{"redis.maxmemory:", "redis.port:", "celery.workerConcurrency:"} {
 		assert.True(t, strings.Contains(err.Error(), key), "%s in %v", key, err)
 	}
+}
+
+// remoteKeys are valid credentials of operations.backup.remote.
+var remoteKeys = map[string]string{"backupRemoteAccessKey": "emailclient", "backupRemoteSecretKey": "a-secret-key-of-some-length"}
+
+// remoteOps is an operations object with backups and the remote enabled plus the given remote fields.
+func remoteOps(fields string) map[string]string {
+	return map[string]string{"operations": `{"backup":{"enabled":true,"remote":{"enabled":true,` + fields + `}}}`}
+}
+
+func mergeMaps(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range []map[string]string{a, b} {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -87,8 +87,13 @@ Takes a fresh RDB of the server and keeps it in DIR, from one of two sources
 Then it checks the RDB (magic header, EOF marker, CRC64 and redis-check-rdb
 when installed), writes MD5, SHA256 and a JSON manifest (with the source
 used) next to it (temp file + rename), and deletes backups in DIR older than
---retention.`)
+--retention. With --remote-endpoint (and --remote-bucket; credentials from the
+env or --remote-credentials-file) it then uploads every local backup the
+remote lacks (the new one first; the RDB, then its manifest; the server's MD5
+compared with the manifest's) and applies --retention there too. A failed
+upload keeps the local backup and exits 14.`)
 	c := e.addConnFlags(fs)
+	rf := e.addRemoteFlags(fs, false)
 	o := backupOptions{}
 	fs.StringVar(&o.dir, "dir", "", "backup directory (required)")
 	addSourceFlags(fs, &o, "Redis data directory readable on this host (default: CONFIG GET dir)")
@@ -108,6 +113,10 @@ used) next to it (temp file + rename), and deletes backups in DIR older than
 		return withCode(ExitUsage, errors.New("--dir is required"))
 	}
 	o.progress = o.progress || e.isTerminal(e.stderr)
+	remote, err := rf.openIfConfigured(e)
+	if err != nil {
+		return err
+	}
 	client, err := connectBackupNode(ctx, e, c, sf, &o)
 	if err != nil {
 		return err
@@ -121,6 +130,9 @@ used) next to it (temp file + rename), and deletes backups in DIR older than
 	deleted, err := applyRetention(o, e.now(), path)
 	for _, d := range deleted {
 		fmt.Fprintf(e.stdout, "retention: deleted %s (older than %v)\n", d, o.retention)
+	}
+	if remote != nil {
+		err = errors.Join(err, runRemoteBackupStep(ctx, e, remote, o, path))
 	}
 	return err
 }
@@ -569,16 +581,27 @@ func verifyBackup(ctx context.Context, rdb string) (manifest, error) {
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlagSet("verify", "FILE", `
+	fs := e.newFlagSet("verify", "FILE | --remote [--stack NAME] NAME", `
 Re-checks a backup (its .rdb or .manifest.json path): size, MD5 and SHA256
 against the manifest, then the RDB format (magic, EOF marker, CRC64,
-redis-check-rdb when installed). Exit 9 on any mismatch.`)
+redis-check-rdb when installed). Exit 9 on any mismatch. With --remote, NAME
+(a backup file name, or latest) is downloaded from the remote copy with its
+manifest into a temp dir and checked there.`)
+	stack := fs.String("stack", "", "with --remote: read the remote target and its credentials from this Pulumi stack's outputs")
+	r := e.addRemoteFlags(fs, true)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return withCode(ExitUsage, errors.New("verify takes exactly one FILE"))
+	}
+	if r.use {
+		s, err := resolveRemote(ctx, e, r, *stack)
+		if err != nil {
+			return err
+		}
+		return verifyRemote(ctx, e, s, fs.Arg(0))
 	}
 	rdb := rdbPathOf(fs.Arg(0))
 	m, err := verifyBackup(ctx, rdb)

@@ -31,12 +31,14 @@ const (
 	ExitEngine      = 11 // restore: no Docker engine reachable
 	ExitNotFound    = 12 // restore: a container it needs does not exist on the engine
 	ExitKeyCount    = 13 // restore: the restored key count differs from the backup's manifest
+	ExitRemote      = 14 // the remote object storage refused or could not be reached (the local backup is kept)
 )
 
 const exitCodeHelp = `Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable, 4 auth failure or missing
 permission, 5 persistence failing, 6 memory over threshold, 7 evictions seen,
 8 loading, 9 backup verification failed, 10 topology (restore: Sentinel),
-11 no Docker engine, 12 container not found, 13 restored key count differs.`
+11 no Docker engine, 12 container not found, 13 restored key count differs,
+14 remote object storage failed (unreachable, refused, checksum mismatch).`
 
 // codedError carries an exit code with an error.
 type codedError struct {

@@ -191,6 +191,15 @@ type stackOutputs struct {
 	RedisContainer        string `json:"redisContainer"`
 	EmailServiceContainer string `json:"emailServiceContainer"`
 	SentinelMasterName    string `json:"sentinelMasterName"`
+	// BackupRemote (plain) and BackupRemoteCredentials (secret) are operations.backup.remote, present
+	// when it is enabled: list, verify and restore --remote read them.
+	BackupRemote struct {
+		Endpoint string `json:"endpoint"`
+		Bucket   string `json:"bucket"`
+		Prefix   string `json:"prefix"`
+		Region   string `json:"region"`
+	} `json:"backupRemote"`
+	BackupRemoteCredentials *stackCredentials `json:"backupRemoteCredentials"`
 }
 
 // pulumiCLI runs "pulumi ARGS --stack STACK" and returns its stdout; an error names the command by

@@ -54,7 +54,7 @@ func codeName(code int) string {
 	return map[int]string{
 		ExitUnreachable: "unreachable", ExitAuth: "auth", ExitPersistence: "persistence",
 		ExitMemory: "memory", ExitEvictions: "evictions", ExitLoading: "loading", ExitError: "error",
-		ExitTopology: "topology",
+		ExitTopology: "topology", ExitRemote: "remote",
 	}[code]
 }
 

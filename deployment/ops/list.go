@@ -78,15 +78,30 @@ func prune(dir string, maxAge time.Duration, now time.Time, keep string) ([]stri
 }
 
 func runList(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlagSet("list", "--dir DIR [flags]", `
+	fs := e.newFlagSet("list", "(--dir DIR | --remote [--stack NAME]) [flags]", `
 Lists the backups in DIR, oldest first, with time, size, keys and status. The
 status re-verifies each backup (checksums and RDB format, like verify) unless
 --quick, which only compares the file size with the manifest. Exits 9 when any
-backup failed.`)
-	dir := fs.String("dir", "", "backup directory (required)")
+backup failed.
+
+With --remote it lists the remote copy instead (the --remote-* flags, or the
+stack's operations.backup.remote with --stack): only backups whose manifest
+was uploaded (the manifest goes last), each checked against the size and MD5
+the server reports for its object (status remote-ok), without downloading it;
+"verify --remote NAME" downloads one and checks it fully.`)
+	dir := fs.String("dir", "", "backup directory (required without --remote)")
 	quick := fs.Bool("quick", false, "compare sizes only instead of full verification")
+	stack := fs.String("stack", "", "with --remote: read the remote target and its credentials from this Pulumi stack's outputs")
+	r := e.addRemoteFlags(fs, true)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if r.use {
+		s, err := resolveRemote(ctx, e, r, *stack)
+		if err != nil {
+			return err
+		}
+		return listRemote(ctx, e, s)
 	}
 	if *dir == "" {
 		fs.Usage()

@@ -52,6 +52,11 @@ The container flags override them (an empty value: none). Engine:
 --docker-host, else the stack's docker:host, else DOCKER_HOST, else the
 default socket.
 
+--remote: FILE (a backup name, or latest) is downloaded with its manifest
+from the remote copy (the --remote-* flags, else the stack's backupRemote
+outputs) into a temp dir and verified there first: a new host with an empty
+disk restores with make up, then restore --stack NAME --remote latest.
+
 Refused before anything is stopped: a backup failing verification (exit 9),
 a Sentinel topology (10), no engine (11), a container not found (12). A key
 count outside the manifest's range exits 13.`
@@ -200,6 +205,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&o.backup, "backup-container", "", `the backup scheduler container to stop and start again (default: <redis container>-backup when it exists; "" none)`)
 	fs.BoolVar(&o.fromBackups, "from-backups", false, "FILE is the name of a backup in /backups of the backup container (copied out of it)")
 	fs.BoolVar(&o.force, "force", false, "continue when the restored key count is outside the manifest's range")
+	rf := e.addRemoteFlags(fs, true)
 	fs.DurationVar(&o.wait, "wait", 10*time.Minute, "maximum time for Redis to load the backup and become healthy")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -219,7 +225,13 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	}
 	file := fs.Arg(0)
 	var b restoreBackup
-	if !o.fromBackups {
+	if rf.use { // downloaded and verified before the engine is contacted
+		cleanup, err := downloadForRestore(ctx, e, rf, o, file, &b)
+		defer cleanup()
+		if err != nil {
+			return err
+		}
+	} else if !o.fromBackups {
 		// A bad backup is refused before the engine is even contacted.
 		if b, err = verifiedBackup(ctx, rdbPathOf(file)); err != nil {
 			return err

@@ -22,6 +22,7 @@ type scheduleOptions struct {
 	verify      bool
 	onceAtStart bool
 	sentinels   *sentinelFlags
+	remote      *remoteStore // nil: no remote copy
 }
 
 // schedule is a cron expression or a fixed interval.
@@ -66,8 +67,15 @@ weekday names (jan, mon-fri), 7 = Sunday, and @daily/@hourly/@weekly/@monthly/
 @yearly. When both day fields are restricted a day matches either (as in cron).
 Times are in the local zone: UTC unless TZ is set (e.g. TZ=Europe/Berlin; the
 binary embeds the zone database). --every runs at a fixed interval instead
-(for tests and short schedules); exactly one of --cron and --every is required.`)
+(for tests and short schedules); exactly one of --cron and --every is required.
+
+With --remote-endpoint each good backup (and any earlier one the remote lacks)
+is then uploaded, retention applied there too, and DIR/last-remote-success
+written; a failed upload keeps the local backup, writes
+DIR/remote-upload-failing (metrics: redis_backup_remote_upload_failing 1) and
+logs "backup FAILED: remote: ...".`)
 	c := e.addConnFlags(fs)
+	rf := e.addRemoteFlags(fs, false)
 	o := scheduleOptions{sentinels: e.addSentinelFlags(fs)}
 	fs.StringVar(&o.cron, "cron", "", `5-field cron expression, e.g. "0 2 * * *" (daily at 02:00)`)
 	fs.DurationVar(&o.every, "every", 0, "run at this fixed interval instead of --cron (at least 1s)")
@@ -95,9 +103,16 @@ binary embeds the zone database). --every runs at a fixed interval instead
 	if _, err := o.sentinels.list(); err != nil {
 		return err
 	}
+	if o.remote, err = rf.openIfConfigured(e); err != nil {
+		return err
+	}
+	remote := "none"
+	if o.remote != nil {
+		remote = o.remote.where
+	}
 	zone, _ := e.now().Zone()
-	fmt.Fprintf(e.stderr, "redis-ops schedule: %s (zone %s), dir %s, source %s, retention %v, verify %v; first run at %s\n",
-		sched, zone, o.dir, o.source, o.retention, o.verify, sched.next(e.now()).Format(time.RFC3339))
+	fmt.Fprintf(e.stderr, "redis-ops schedule: %s (zone %s), dir %s, source %s, retention %v, verify %v, remote %s; first run at %s\n",
+		sched, zone, o.dir, o.source, o.retention, o.verify, remote, sched.next(e.now()).Format(time.RFC3339))
 	if o.onceAtStart {
 		scheduledRun(ctx, e, c, o)
 	}
@@ -175,19 +190,32 @@ func backupAndVerify(ctx context.Context, e *env, c *connFlags, o scheduleOption
 	}
 	deleted, err := applyRetention(o.backupOptions, e.now(), path)
 	if err != nil {
-		return path, m, deleted, fmt.Errorf("backup %s ok, but %w", filepath.Base(path), err)
+		err = fmt.Errorf("backup %s ok, but %w", filepath.Base(path), err)
 	}
-	return path, m, deleted, nil
+	if o.remote != nil {
+		res, rerr := remoteStep(ctx, e, o.remote, o.backupOptions, path)
+		if werr := recordRemote(o.dir, e.now(), m.File, rerr); werr != nil {
+			rerr = errors.Join(rerr, werr)
+		}
+		deleted = append(deleted, res.deleted...)
+		err = errors.Join(rerr, err) // the remote's code (14) first
+	}
+	return path, m, deleted, err
 }
 
 // writeLastSuccess atomically writes DIR/last-success.
 func writeLastSuccess(dir string, m manifest) error {
-	tmp, err := os.CreateTemp(dir, ".last-success-*.tmp")
+	return writeFileAtomic(dir, lastSuccessFile, fmt.Sprintf("%s %s\n", m.CreatedAt.UTC().Format(time.RFC3339Nano), m.File))
+}
+
+// writeFileAtomic writes DIR/NAME through a synced temp file and a rename.
+func writeFileAtomic(dir, name, content string) error {
+	tmp, err := os.CreateTemp(dir, "."+name+"-*.tmp")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", lastSuccessFile, err)
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	defer os.Remove(tmp.Name())
-	_, err = fmt.Fprintf(tmp, "%s %s\n", m.CreatedAt.UTC().Format(time.RFC3339Nano), m.File)
+	_, err = tmp.WriteString(content)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -195,23 +223,26 @@ func writeLastSuccess(dir string, m manifest) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, lastSuccessFile))
+		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", lastSuccessFile, err)
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
 }
 
 // readLastSuccess returns the time in DIR/last-success.
-func readLastSuccess(dir string) (time.Time, error) {
-	b, err := os.ReadFile(filepath.Join(dir, lastSuccessFile))
+func readLastSuccess(dir string) (time.Time, error) { return readStamp(dir, lastSuccessFile) }
+
+// readStamp returns the time that starts DIR/NAME (last-success, last-remote-success).
+func readStamp(dir, name string) (time.Time, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
 		return time.Time{}, err
 	}
 	f := strings.Fields(string(b))
 	if len(f) == 0 {
-		return time.Time{}, fmt.Errorf("%s is empty", lastSuccessFile)
+		return time.Time{}, fmt.Errorf("%s is empty", name)
 	}
 	return time.Parse(time.RFC3339Nano, f[0])
 }
