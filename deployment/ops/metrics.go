@@ -6,6 +6,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +67,11 @@ redis_celery_unacked, redis_celery_unacked_index,
 redis_celery_unacked_oldest_age_seconds,
 redis_backup_last_success_timestamp_seconds and
 redis_backup_last_success_age_seconds (with --backup-dir, absent until a
-backup exists), redis_backups (with --backup-dir), redis_scrape_duration_seconds,
+backup exists), redis_backups (with --backup-dir),
+redis_backup_remote_upload_failing (with --backup-dir: 1 while the newest upload
+to the remote copy failed, DIR/remote-upload-failing),
+redis_backup_remote_last_success_timestamp_seconds and _age_seconds (with
+--backup-dir, once an upload succeeded), redis_scrape_duration_seconds,
 plus the process_* series of this exporter.
 
 Celery queues are --queues plus the queues named in _kombu.binding.* sets,
@@ -208,8 +214,11 @@ var (
 	descBackupTime  = desc("redis_backup_last_success_timestamp_seconds", "Unix time of the newest good backup in --backup-dir.")
 	descBackupAge   = desc("redis_backup_last_success_age_seconds", "Seconds since the newest good backup in --backup-dir.")
 	descBackups     = desc("redis_backups", "Backups (redis-backup-*.rdb) in --backup-dir.")
+	descRemoteFail  = desc("redis_backup_remote_upload_failing", "1 while the newest upload of a backup to the remote copy failed (the local backup is kept), else 0.")
+	descRemoteTime  = desc("redis_backup_remote_last_success_timestamp_seconds", "Unix time of the newest good upload to the remote copy.")
+	descRemoteAge   = desc("redis_backup_remote_last_success_age_seconds", "Seconds since the newest good upload to the remote copy.")
 	descScrapeTime  = desc("redis_scrape_duration_seconds", "Time this scrape spent reading Redis and the backup dir.")
-	allCustomDescs  = []*prometheus.Desc{descUp, descLoading, descMemRatio, descKeys, descBgsaveOK, descSinceSave, descAOFWriteOK, descAOFRewrite, descQueue, descUnacked, descUnackedIdx, descUndrained, descOldest, descNodeUp, descPrimary, descLinkUp, descReplicaLag, descSentinelUp, descSentinelPri, descQuorumOK, descEpoch, descBackupTime, descBackupAge, descBackups, descScrapeTime}
+	allCustomDescs  = []*prometheus.Desc{descUp, descLoading, descMemRatio, descKeys, descBgsaveOK, descSinceSave, descAOFWriteOK, descAOFRewrite, descQueue, descUnacked, descUnackedIdx, descUndrained, descOldest, descNodeUp, descPrimary, descLinkUp, descReplicaLag, descSentinelUp, descSentinelPri, descQuorumOK, descEpoch, descBackupTime, descBackupAge, descBackups, descRemoteFail, descRemoteTime, descRemoteAge, descScrapeTime}
 	metricsInfoSecs = []string{"server", "clients", "memory", "persistence", "stats", "keyspace", "replication"}
 )
 
@@ -432,6 +441,12 @@ func (rc *redisCollector) collectBackups(ch chan<- prometheus.Metric) {
 	entries, err := findBackups(rc.o.backupDir)
 	if err == nil {
 		ch <- prometheus.MustNewConstMetric(descBackups, prometheus.GaugeValue, float64(len(entries)))
+	}
+	_, err = os.Stat(filepath.Join(rc.o.backupDir, remoteFailingFile))
+	ch <- prometheus.MustNewConstMetric(descRemoteFail, prometheus.GaugeValue, boolFloat(err == nil))
+	if t, err := readStamp(rc.o.backupDir, lastRemoteSuccessFile); err == nil {
+		ch <- prometheus.MustNewConstMetric(descRemoteTime, prometheus.GaugeValue, float64(t.UnixNano())/1e9)
+		ch <- prometheus.MustNewConstMetric(descRemoteAge, prometheus.GaugeValue, math.Max(0, rc.e.now().Sub(t).Seconds()))
 	}
 	for _, be := range entries {
 		if be.manifest != nil && be.manifest.CreatedAt.After(newest) {
