@@ -520,22 +520,26 @@ func mustImage(t *testing.T, ref string) map[string]any {
 	return v[0]
 }
 
-// TestWrongHealthcheckPassword: with a wrong password in the healthcheck's secret file (the monitor
-// user's) the Redis
-// container turns unhealthy (and healthy again with the right one). The stack config shortens the
-// declared healthcheck schedule so this takes seconds; it is still the program's declared output.
+// TestWrongHealthcheckPassword: on the busybox base (the userland of redis:7-alpine, the stacks'
+// default; busybox_test.go), the dev stack turns healthy, and with a wrong password in the
+// healthcheck's secret file (the monitor user's) the Redis container turns unhealthy (and healthy
+// again with the right one); the image's entrypoint, run there, refuses broken deployments and keeps
+// a learned role across a changed upload. The stack config shortens the declared healthcheck schedule
+// so this takes seconds; it is still the program's declared output.
 func TestWrongHealthcheckPassword(t *testing.T) {
 	dockertest.Require(t)
-	dockertest.EnsureBaseImages(t, "redis", "celery")
+	dockertest.EnsureBaseImages(t, "busybox", "celery")
 	cfg := localBases()
-	cfg["container"] = `{"baseImage":"` + dockertest.RedisBase + `","healthcheck":{"interval":"3s","timeout":"2s","retries":2,"startPeriod":"1s"}}`
+	cfg["container"] = `{"baseImage":"` + dockertest.RedisBusybox + `","healthcheck":{"interval":"3s","timeout":"2s","retries":2,"startPeriod":"1s"}}`
 	res := declare(t, "dev", cfg)
 	in := containerInputs(t, res, redisCtr)
 	if iv := get(in, "healthcheck", "interval"); iv != "3s" {
 		t.Fatalf("declared healthcheck interval = %v, want the configured 3s", iv)
 	}
 	d, took := apply(t, res, dockertest.ApplyOptions{})
-	t.Logf("FIGURE dev stack, 3s healthcheck: apply until Redis healthy: %s", took.Round(100*time.Millisecond))
+	t.Logf("FIGURE dev stack on busybox, 3s healthcheck: apply until Redis healthy: %s", took.Round(100*time.Millisecond))
+	assertBusybox(t, d, redisCtr)
+	t.Run("EntrypointOnBusybox", func(t *testing.T) { checkEntrypointOnBusybox(t, d.Image(redisImage), d.Suffix()) })
 	// Let the Celery worker finish booting first: its start-up load can push a check past a short
 	// timeout, and the verdict must come from the wrong password, not from a timeout.
 	if out, err := d.Exec(t, emailCtr, "python3", "-m", "emailworker.client", "send", "--count", "1", "--timeout", "60"); err != nil || !strings.Contains(out, `"completed": 1`) {

@@ -24,10 +24,11 @@ var backupOK = regexp.MustCompile(`(?m)^backup ok file=(\S+) .*$`)
 
 // TestOpsContainers applies the dev stack with the redis-ops image built from the binary build.sh
 // stages (operations.build prebuilt), a backup every minute and the metrics exporter, and checks the
-// hardening of both containers, a backup with its manifest in the backups volume and /metrics.
+// hardening of both containers, a backup with its manifest in the backups volume and /metrics. The
+// broker is built on the busybox base (the userland of redis:7-alpine, the stacks' default).
 func TestOpsContainers(t *testing.T) {
 	dockertest.Require(t)
-	dockertest.EnsureBaseImages(t, "redis", "celery")
+	dockertest.EnsureBaseImages(t, "redis", "busybox", "celery")
 	root, err := dockertest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +40,7 @@ func TestOpsContainers(t *testing.T) {
 	t.Logf("build.sh staged the rootfs in %s", time.Since(start).Round(100*time.Millisecond))
 
 	cfg := map[string]string{
-		"container":    shortHealthcheck,
+		"container":    strings.Replace(shortHealthcheck, dockertest.RedisBase, dockertest.RedisBusybox, 1),
 		"emailService": `{"enabled":false}`,
 		"operations":   `{"build":"prebuilt","backup":{"enabled":true,"schedule":"* * * * *","retention":"720h","volume":"redis-backups"},"metrics":{"enabled":true}}`,
 	}
@@ -47,7 +48,8 @@ func TestOpsContainers(t *testing.T) {
 	ins := map[string]map[string]any{opsBackup: containerInputs(t, res, opsBackup), opsMetrics: containerInputs(t, res, opsMetrics)}
 
 	d, took := apply(t, res, dockertest.ApplyOptions{DependsOn: containerDeps(res)})
-	t.Logf("FIGURE ops stack: apply (broker + redis-ops image, Redis, backup and metrics containers) until Redis healthy: %s", took.Round(100*time.Millisecond))
+	t.Logf("FIGURE ops stack on busybox: apply (broker + redis-ops image, Redis, backup and metrics containers) until Redis healthy: %s", took.Round(100*time.Millisecond))
+	assertBusybox(t, d, redisCtr)
 	applied := time.Now()
 
 	t.Run("Hardening", func(t *testing.T) {

@@ -123,14 +123,16 @@ func firstLine(out string, err error) string {
 // RepoRoot walks up from the working directory to the directory holding go.mod.
 func RepoRoot() (string, error) { return stacks.FindRoot() }
 
-// Base image tags built by deployment/scripts/build-base-images.sh.
+// Base image tags built by deployment/scripts/build-base-images.sh. RedisBusybox stands in for the
+// stacks' default base, redis:7-alpine: its /bin/sh and every tool are busybox applets.
 const (
-	RedisBase  = "local/redis-base:bookworm"
-	CeleryBase = "local/celery-base:bookworm"
+	RedisBase    = "local/redis-base:bookworm"
+	CeleryBase   = "local/celery-base:bookworm"
+	RedisBusybox = "local/redis-busybox:bookworm"
 )
 
-// EnsureBaseImages runs deployment/scripts/build-base-images.sh for each of which ("redis", "celery")
-// whose image is missing (about 1.5 minutes each the first time; cached by tag afterwards).
+// EnsureBaseImages runs deployment/scripts/build-base-images.sh for each of which ("redis", "celery",
+// "busybox") whose image is missing (about 1.5 minutes each the first time; cached by tag afterwards).
 func EnsureBaseImages(t testing.TB, which ...string) {
 	t.Helper()
 	Require(t)
@@ -139,9 +141,9 @@ func EnsureBaseImages(t testing.TB, which ...string) {
 		t.Fatal(err)
 	}
 	for _, w := range which {
-		tag := map[string]string{"redis": RedisBase, "celery": CeleryBase}[w]
+		tag := map[string]string{"redis": RedisBase, "celery": CeleryBase, "busybox": RedisBusybox}[w]
 		if tag == "" {
-			t.Fatalf("EnsureBaseImages: unknown base %q (redis or celery)", w)
+			t.Fatalf("EnsureBaseImages: unknown base %q (redis, celery or busybox)", w)
 		}
 		if exec.Command("docker", "image", "inspect", tag).Run() == nil {
 			continue
