@@ -21,6 +21,9 @@ const (
 	Celery = "celery"
 	Docker = "docker"
 	Engine = "pulumi-engine"
+	// S3 is a real S3-compatible server (SeaweedFS's weed, deployment/scripts/build-seaweedfs.sh) for
+	// the remote-backup tests.
+	S3 = "s3"
 )
 
 // Required reports whether EMAILCLIENT_REQUIRE_TIERS names tier.
