@@ -151,19 +151,8 @@ func newLocalProject(t testing.TB, stack, marker string) *Project {
 	t.Helper()
 	redisBase, workerBase := BaseImages(t)
 	// Registered before NewProject's destroy, so it runs after it (cleanups run last-in first-out).
-	t.Cleanup(func() {
-		// What destroy keeps on purpose (data volumes) or by design (images): this project's only.
-		out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+marker).Output()
-		for _, v := range strings.Fields(string(out)) {
-			_ = exec.Command("docker", "volume", "rm", "-f", v).Run()
-		}
-		out, _ = exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
-		for _, image := range strings.Fields(string(out)) {
-			if strings.Contains(image, marker) {
-				_ = exec.Command("docker", "image", "rm", "-f", image).Run()
-			}
-		}
-	})
+	// What destroy keeps on purpose (data volumes) or by design (images): this project's only.
+	t.Cleanup(func() { RemoveMarked(marker) })
 	p := NewProject(t, stack)
 	host := os.Getenv("DOCKER_HOST")
 	if host == "" {
@@ -171,6 +160,20 @@ func newLocalProject(t testing.TB, stack, marker string) *Project {
 	}
 	p.SetPaths(map[string]string{"docker:host": host, "container.baseImage": redisBase, "emailService.baseImage": workerBase})
 	return p
+}
+
+// RemoveMarked removes the Docker volumes and images whose names contain marker.
+func RemoveMarked(marker string) {
+	out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+marker).Output()
+	for _, v := range strings.Fields(string(out)) {
+		_ = exec.Command("docker", "volume", "rm", "-f", v).Run()
+	}
+	out, _ = exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
+	for _, image := range strings.Fields(string(out)) {
+		if strings.Contains(image, marker) {
+			_ = exec.Command("docker", "image", "rm", "-f", image).Run()
+		}
+	}
 }
 
 // Env is the environment the project's pulumi commands run with (its backend and passphrase), for a
