@@ -18,6 +18,7 @@ import (
 
 	"github.com/emailclient/emailclient-infra/stacks"
 	"github.com/emailclient/emailclient-infra/tests/celerytest"
+	"github.com/emailclient/emailclient-infra/tests/dockertest"
 	"github.com/emailclient/emailclient-infra/tests/engine"
 	"github.com/emailclient/emailclient-infra/tests/redistest"
 )
@@ -88,13 +89,18 @@ func TestProdStack(t *testing.T) {
 	})
 }
 
-// TestSentinelStack: the Sentinel topology (a primary, 2 replicas, 3 Sentinels) with the dev profile.
+// TestSentinelStack: the Sentinel topology (a primary, 2 replicas, 3 Sentinels) with the dev profile,
+// its Redis image built on the busybox base (the userland of redis:7-alpine, the stacks' default): the
+// entrypoint's node and Sentinel modes and both healthchecks run under busybox, at the first up and
+// again when the password rotation replaces the data nodes on their volumes (each finds its copy).
 func TestSentinelStack(t *testing.T) {
 	p, sfx := newStack(t, "sentinel")
-	p.SetPath("profile", "dev")
-	p.SetPath("topology.mode", "sentinel")
-	p.SetPath("container.hostPort", "0")
-	check(t, p, "sentinel", sfx, func(map[string]any) {})
+	dockertest.EnsureBaseImages(t, "busybox")
+	p.SetPaths(map[string]string{"profile": "dev", "topology.mode": "sentinel", "container.hostPort": "0", "container.baseImage": dockertest.RedisBusybox})
+	check(t, p, "sentinel", sfx, func(map[string]any) {
+		out, err := exec.Command("docker", "exec", p.Output("redisContainer"), "readlink", "/bin/sh").CombinedOutput()
+		assert.Equal(t, "/bin/busybox", strings.TrimSpace(string(out)), "/bin/sh of the deployed Redis (%v)", err)
+	})
 }
 
 // check deploys through the Automation API (Stack.Up), then: a second preview and a refresh show no
