@@ -23,7 +23,10 @@ type History struct {
 	LostIDs                           []string
 }
 
-var succeededRe = regexp.MustCompile(`send_email\[([^\]]+)\] succeeded`)
+var (
+	succeededRe = regexp.MustCompile(`send_email\[([^\]]+)\] succeeded`)
+	receivedRe  = regexp.MustCompile(`Received task: [\w.]+\[([^\]]+)\]`)
+)
 
 // RanByID counts the tasks worker logs say succeeded, by id.
 func RanByID(logs ...string) map[string]int {
@@ -34,6 +37,17 @@ func RanByID(logs ...string) map[string]int {
 		}
 	}
 	return ran
+}
+
+// ReceivedByID counts the tasks worker logs say were received (taken from Redis), by id.
+func ReceivedByID(logs ...string) map[string]int {
+	got := map[string]int{}
+	for _, log := range logs {
+		for _, m := range receivedRe.FindAllStringSubmatch(log, -1) {
+			got[m[1]]++
+		}
+	}
+	return got
 }
 
 // QueuedIDs are the task ids of messages of the celery queue (LRANGE) and of values of the

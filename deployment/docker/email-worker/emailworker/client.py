@@ -4,12 +4,17 @@
     python3 -m emailworker.client enqueue --count N
     python3 -m emailworker.client collect --timeout S ID [ID ...]
     python3 -m emailworker.client produce --count N --interval S --threads K --prefix P
+    python3 -m emailworker.client queue
 
 ``produce`` is a steady producer for fault tests: task i (id ``P-i``) is due at
 i * interval seconds; K threads take them in turn, each waiting for its own
 enqueue to return.  It records every enqueue's outcome (``outcomes``: i, start in seconds
 after the producer's and as a Unix time, duration, and the error's class and
 message when it was refused) instead of stopping at the first error.
+
+``queue`` reads what the current primary holds for the default queue: its messages
+(``queue``) and the unacknowledged hash's values (``unacked``), through the app's own
+broker connection (so through the Sentinels, over TLS, as the workers see it).
 
 Every mode prints exactly one JSON line on stdout.  Configuration errors print
 ``{"error": "..."}`` and exit 2; otherwise the exit code is 0 and the counts
@@ -79,7 +84,7 @@ def _collect(app, results, timeout, started):
     from celery.exceptions import TimeoutError as CeleryTimeout
 
     deadline = time.monotonic() + timeout
-    out = {"completed": 0, "failed": 0, "pending": 0, "errors": [], "workers": {}}
+    out = {"completed": 0, "failed": 0, "pending": 0, "errors": [], "workers": {}, "pending_ids": [], "failed_ids": []}
     first_done = None
     last_done = None
     for res in results:
@@ -93,6 +98,7 @@ def _collect(app, results, timeout, started):
                 raise CeleryTimeout()
         except CeleryTimeout:
             out["pending"] += 1
+            out["pending_ids"].append(res.id)
             continue
         last_done = time.monotonic()
         if res.successful():
@@ -102,12 +108,23 @@ def _collect(app, results, timeout, started):
             out["workers"][worker] = out["workers"].get(worker, 0) + 1
         else:
             out["failed"] += 1
+            out["failed_ids"].append(res.id)
             if len(out["errors"]) < MAX_ERRORS:
                 out["errors"].append(f"{res.id}: {type(value).__name__}: {value}")
     out["roundtrip_seconds"] = round((last_done or time.monotonic()) - started, 4)
     if first_done:
         out.update(_inspect_result_key(app, first_done))
     return out
+
+
+def _queue_state(app):
+    options = app.conf.broker_transport_options or {}
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        queue = client.lrange(app.conf.task_default_queue, 0, -1)
+        unacked = client.hvals(options.get("unacked_key", "unacked"))
+    text = lambda values: [v.decode() if isinstance(v, bytes) else v for v in values]
+    return {"queue": text(queue), "unacked": text(unacked)}
 
 
 def _inspect_result_key(app, task_id):
@@ -158,6 +175,7 @@ def _parser():
     p = sub.add_parser("collect")
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("ids", nargs="+")
+    sub.add_parser("queue")
     p = sub.add_parser("produce")
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--interval", type=float, default=0.1, help="seconds between two tasks' due times")
@@ -182,6 +200,8 @@ def main(argv=None):
     try:
         if args.mode == "produce":
             out.update(_produce(tasks, args))
+        elif args.mode == "queue":
+            out.update(_queue_state(app))
         elif args.mode == "collect":
             results = [app.AsyncResult(task_id) for task_id in args.ids]
             out.update(_collect(app, results, args.timeout, time.monotonic()))
