@@ -445,24 +445,24 @@ func (w *Worker) tail() string {
 
 // Result is the JSON line printed by `python3 -m emailworker.client`.
 type Result struct {
-	Mode             string         `json:"mode"`
-	Sent             int            `json:"sent"`
-	Completed        int            `json:"completed"`
-	Failed           int            `json:"failed"`
-	Pending          int            `json:"pending"`
-	EnqueueSeconds   float64        `json:"enqueue_seconds"`
-	RoundtripSeconds float64        `json:"roundtrip_seconds"`
-	TaskIDs          []string       `json:"task_ids"`
+	Mode             string   `json:"mode"`
+	Sent             int      `json:"sent"`
+	Completed        int      `json:"completed"`
+	Failed           int      `json:"failed"`
+	Pending          int      `json:"pending"`
+	EnqueueSeconds   float64  `json:"enqueue_seconds"`
+	RoundtripSeconds float64  `json:"roundtrip_seconds"`
+	TaskIDs          []string `json:"task_ids"`
 	// PendingIDs and FailedIDs (collect and send) are the tasks without a result when the client
 	// gave up and those whose result is a failure.
 	PendingIDs []string `json:"pending_ids"`
 	FailedIDs  []string `json:"failed_ids"`
 	// Queue and Unacked (queue) are the primary's messages of the default queue and the values of
 	// its unacknowledged hash, raw (see QueuedIDs).
-	Queue   []string `json:"queue"`
-	Unacked []string `json:"unacked"`
-	Errors           []string       `json:"errors"`
-	Workers          map[string]int `json:"workers"`
+	Queue   []string       `json:"queue"`
+	Unacked []string       `json:"unacked"`
+	Errors  []string       `json:"errors"`
+	Workers map[string]int `json:"workers"`
 	// ResultKey is the celery-task-meta-<id> key of the first completed task;
 	// ResultDB is the db of the backend URL, ResultTTL the key's TTL in
 	// seconds, ResultKeyDBs the dbs (0-15) in which the key exists.
