@@ -83,7 +83,7 @@ func isCeleryKey(k string) bool {
 // documented prod one-liner: the stack's own redis-ops image run with the engine's socket.
 func TestRestoreOneCommand(t *testing.T) {
 	dockertest.Require(t)
-	dockertest.EnsureBaseImages(t, "redis", "celery")
+	dockertest.EnsureBaseImages(t, "redis", "busybox", "celery")
 	root, err := dockertest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestRestoreOneCommand(t *testing.T) {
 	bin := buildOps(t)
 
 	cfg := localBases()
-	cfg["container"] = `{"baseImage":"` + dockertest.RedisBase + `","healthcheck":{"interval":"2s","timeout":"1s","retries":3,"startPeriod":"2s"}}`
+	cfg["container"] = `{"baseImage":"` + dockertest.RedisBusybox + `","healthcheck":{"interval":"2s","timeout":"1s","retries":3,"startPeriod":"2s"}}`
 	cfg["operations"] = `{"build":"prebuilt","backup":{"enabled":true,"schedule":"0 3 1 1 *","volume":"redis-backups"}}`
 	res := declare(t, "dev", cfg)
 	d, took := apply(t, res, dockertest.ApplyOptions{DependsOn: containerDeps(res)})
