@@ -5,12 +5,13 @@
 #   local/celery-base:bookworm    Debian bookworm minbase + python3-celery python3-redis
 #   local/redis-busybox:bookworm  a busybox userland, as redis:7-alpine has (the stacks' default base):
 #                                 Debian's busybox-static is /bin/sh and every tool (no dash, bash or
-#                                 coreutils), the redis binaries in /usr/local/bin with the libraries
-#                                 ldd names, and alpine's redis user (uid 999, group redis 1000)
+#                                 coreutils), the redis binaries of local/redis-base in /usr/local/bin
+#                                 with the libraries ldd names, and alpine's redis user (999, group 1000)
 #
-# Each image is a debootstrap tree from the machine's configured Debian mirror (read from the apt
-# sources at run time), imported with `docker import`. Images are cached by tag: an existing tag is
-# skipped, so the script is idempotent. `docker import` images carry no CMD/ENV/USER/ENTRYPOINT;
+# The Debian images are debootstrap trees from the machine's configured Debian mirror (read from the apt
+# sources at run time), the busybox one a tree assembled from local/redis-base and the busybox-static
+# package (apt-get download, about 15 s), each imported with `docker import`. Images are cached by
+# tag: an existing tag is skipped, so the script is idempotent. `docker import` images carry no CMD/ENV/USER/ENTRYPOINT;
 # Dockerfiles built on them set what they need.
 #
 # Usage: build-base-images.sh [redis|celery|busybox|all]   (default: all)
@@ -101,43 +102,29 @@ trap 'exit 130' INT TERM
 
 now() { date +%s; }
 
-# build_image TAG PACKAGES CHECK_SCRIPT [ASSEMBLE]: ASSEMBLE, when given, is a function called as
-# ASSEMBLE TREE NEW that builds the image's tree in NEW from the debootstrap TREE; CHECK_SCRIPT then
-# runs in NEW (with its /bin/sh).
+# build_image TAG PACKAGES CHECK_SCRIPT [ASSEMBLE]: the tree is a debootstrap of PACKAGES, or, when
+# the function ASSEMBLE is given, what ASSEMBLE TREE WORK makes in TREE (WORK: a scratch directory).
+# CHECK_SCRIPT runs in the tree with its own /bin/sh.
 build_image() {
   local tag="$1" pkgs="$2" check="$3" assemble="${4:-}"
   if [ "${FORCE_REBUILD:-0}" != "1" ] && docker image inspect "$tag" >/dev/null 2>&1; then
     log "$tag: already present, skipping (FORCE_REBUILD=1 to rebuild)"
     return 0
   fi
-  ensure_debootstrap
-  local mirror="${BASE_MIRROR:-}"
-  [ -n "$mirror" ] || mirror="$(find_mirror || true)"
-  [ -n "$mirror" ] || die "no apt source for suite '$SUITE' found in /etc/apt/sources.list{,.d/*} (set BASE_MIRROR)"
-
-  local work
+  local work t0 t1 t2 t3
   work="$(mktemp -d "${TMPDIR:-/tmp}/base-image.XXXXXX")"
   TMPDIRS+=("$work")
   local root="$work/rootfs"
-  local keyring_opt=()
-  [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] && keyring_opt=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
-
-  local t0 t1 t2 t3
   t0=$(now)
-  log "$tag: debootstrap --variant=minbase $SUITE (+ ${pkgs// /,}) from the configured mirror"
-  if ! $SUDO debootstrap --variant=minbase "${keyring_opt[@]}" --include="${pkgs// /,}" \
-        "$SUITE" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
-    tail -n 30 "$work/debootstrap.log" >&2 || true
-    [ -f "$root/debootstrap/debootstrap.log" ] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
-    die "$tag: debootstrap failed"
+  if [ -n "$assemble" ]; then
+    log "$tag: $assemble"
+    "$assemble" "$root" "$work"
+  else
+    debootstrap_tree "$tag" "$pkgs" "$root" "$work"
   fi
   t1=$(now)
-  log "$tag: debootstrap done in $((t1 - t0))s"
+  log "$tag: tree made in $((t1 - t0))s"
 
-  if [ -n "$assemble" ]; then
-    "$assemble" "$root" "$work/tree"
-    root="$work/tree"
-  fi
   # Sanity checks inside the tree (chroot: no engine needed).
   if ! $SUDO chroot "$root" /bin/sh -ec "$check" >&2; then
     die "$tag: sanity check failed inside the tree"
@@ -157,12 +144,30 @@ build_image() {
 
   log "$tag: docker import ($size tree)"
   if ! $SUDO tar --numeric-owner -C "$root" -c . | docker import \
-        --message "debootstrap --variant=minbase $SUITE + $pkgs${assemble:+, then $assemble}" - "$tag" >/dev/null; then
+        --message "${assemble:-debootstrap --variant=minbase $SUITE + $pkgs}" - "$tag" >/dev/null; then
     die "$tag: docker import failed"
   fi
   t3=$(now)
   log "$tag: imported in $((t3 - t2))s (total $((t3 - t0))s)"
   $SUDO rm -rf --one-file-system "$work"
+}
+
+# debootstrap_tree TAG PACKAGES TREE WORK: a minbase of $SUITE with PACKAGES in TREE.
+debootstrap_tree() {
+  local tag="$1" pkgs="$2" root="$3" work="$4"
+  ensure_debootstrap
+  local mirror="${BASE_MIRROR:-}"
+  [ -n "$mirror" ] || mirror="$(find_mirror || true)"
+  [ -n "$mirror" ] || die "no apt source for suite '$SUITE' found in /etc/apt/sources.list{,.d/*} (set BASE_MIRROR)"
+  local keyring_opt=()
+  [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] && keyring_opt=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
+  log "$tag: debootstrap --variant=minbase $SUITE (+ ${pkgs// /,}) from the configured mirror"
+  if ! $SUDO debootstrap --variant=minbase "${keyring_opt[@]}" --include="${pkgs// /,}" \
+        "$SUITE" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+    tail -n 30 "$work/debootstrap.log" >&2 || true
+    [ -f "$root/debootstrap/debootstrap.log" ] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
+    die "$tag: debootstrap failed"
+  fi
 }
 
 REDIS_CHECK='
@@ -184,25 +189,42 @@ CELERY_CHECK='
   /usr/bin/python3 -c "import celery, redis, kombu; print(\"  celery\", celery.__version__, \"kombu\", kombu.__version__, \"redis-py\", redis.__version__)"
 '
 
-# assemble_busybox TREE NEW: a tree holding only busybox (as /bin/sh and every tool, installed as
-# symlinks the way alpine does), the redis binaries of TREE in /usr/local/bin (redis-server, redis-cli,
-# redis-benchmark; redis-sentinel and redis-check-* are names of redis-server, as upstream installs
-# them), the shared libraries ldd resolves for them in TREE, and alpine's users and groups.
+# assemble_busybox TREE WORK: a tree holding only busybox (Debian's busybox-static, fetched with
+# apt-get download, as /bin/sh and every tool, installed as symlinks the way alpine does), the redis
+# binaries of local/redis-base in /usr/local/bin (redis-server, redis-cli, redis-benchmark;
+# redis-sentinel and redis-check-* are names of redis-server, as upstream installs them), the shared
+# libraries ldd resolves for them there, and alpine's users and groups. No second debootstrap.
 assemble_busybox() {
-  local from="$1" to="$2" lib
+  local to="$1" from="$2/from" ctr lib busybox
+  docker image inspect local/redis-base:"$SUITE" >/dev/null 2>&1 ||
+    build_image local/redis-base:"$SUITE" "redis-server redis-tools" "$REDIS_CHECK"
+  mkdir -p "$2/deb"
+  $SUDO mkdir -p "$from"
+  ctr=$(docker create local/redis-base:"$SUITE" /bin/true)
+  docker export "$ctr" | $SUDO tar -C "$from" -x || die "docker export of local/redis-base:$SUITE failed"
+  docker rm "$ctr" >/dev/null
+  if ! (cd "$2/deb" && { apt-get download busybox-static || { $SUDO apt-get update -qq && apt-get download busybox-static; }; }) >"$2/apt.log" 2>&1; then
+    cat "$2/apt.log" >&2
+    die "apt-get download busybox-static failed"
+  fi
+  $SUDO dpkg-deb -x "$2"/deb/busybox-static_*.deb "$2/deb/x"
+  busybox="$2/deb/x/bin/busybox"
+  [ -f "$busybox" ] || busybox="$2/deb/x/usr/bin/busybox"
+  [ -f "$busybox" ] || die "no busybox binary in the busybox-static package"
   $SUDO mkdir -p "$to"/bin "$to"/sbin "$to"/usr/bin "$to"/usr/sbin "$to"/usr/local/bin "$to"/etc \
     "$to"/root "$to"/home/redis "$to"/var/run "$to"/dev "$to"/proc "$to"/sys
   $SUDO install -d -m 1777 "$to"/tmp
-  $SUDO cp "$from"/bin/busybox "$to"/bin/busybox
+  $SUDO cp "$busybox" "$to"/bin/busybox
   $SUDO chroot "$to" /bin/busybox --install -s
   $SUDO cp -L "$from"/usr/bin/redis-server "$to"/usr/local/bin/redis-server
   $SUDO cp -L "$from"/usr/bin/redis-cli "$from"/usr/bin/redis-benchmark "$to"/usr/local/bin/
   for lib in redis-sentinel redis-check-rdb redis-check-aof; do $SUDO ln -s redis-server "$to"/usr/local/bin/$lib; done
-  # Every library the binaries load (and the dynamic loader), at the path ldd names.
+  # Every library the binaries load (and the dynamic loader), at the path ldd names, its symlinks
+  # resolved inside the tree.
   for lib in $($SUDO chroot "$from" ldd /usr/bin/redis-server /usr/bin/redis-cli /usr/bin/redis-benchmark |
-    sed -n 's@^[^/]*\(/[^ ]*\) (0x[0-9a-f]*)$@\1@p'); do
+    sed -n 's@^[^/]*\(/[^ ]*\) (0x[0-9a-f]*)$@\1@p' | sort -u); do
     $SUDO mkdir -p "$to$(dirname "$lib")"
-    $SUDO cp -L "$from$lib" "$to$lib"
+    $SUDO cp "$from$($SUDO chroot "$from" readlink -f "$lib")" "$to$lib"
   done
   printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/:/sbin/nologin' \
     'redis:x:999:1000:Linux User,,,:/home/redis:/sbin/nologin' | $SUDO tee "$to"/etc/passwd >/dev/null
@@ -218,6 +240,6 @@ if [ "$WHAT" = celery ] || [ "$WHAT" = all ]; then
   build_image local/celery-base:"$SUITE" "python3-celery python3-redis" "$CELERY_CHECK"
 fi
 if [ "$WHAT" = busybox ] || [ "$WHAT" = all ]; then
-  build_image local/redis-busybox:"$SUITE" "redis-server redis-tools busybox-static" "$BUSYBOX_CHECK" assemble_busybox
+  build_image local/redis-busybox:"$SUITE" "" "$BUSYBOX_CHECK" assemble_busybox
 fi
 log "done"
