@@ -11,7 +11,7 @@
 #   BENCH_CALLGRIND_DIR [temporary] keep the callgrind dumps there, for callgrind_annotate
 #   BENCH_CELERY_TASKS [500]     Celery tasks per repetition
 #   BENCH_KEYS [1000000]         keys for redis-ops analyze vs redis-cli --memkeys/--bigkeys
-#   BENCH_BACKUP_MB [1024]       dataset for redis-ops backup vs redis-cli --rdb + sha256sum
+#   BENCH_BACKUP_MB [1024]       dataset for redis-ops backup vs redis-cli --rdb + sha256sum, and for the remote upload/download (OpsRemote: needs /opt/seaweedfs/weed)
 #   BENCH_DOCKER_MB [1024]       data in the volume for the Docker time-to-healthy figure
 #   BENCH_DEPLOY_REPS [3]        repetitions of each `pulumi up` deploy-time case (real engine only)
 #   BENCH_PROGRAM_COUNT [5]      -count of the Go program benchmarks
@@ -70,7 +70,7 @@ fi
 # 1, 2, 3, 5: heavy benchmarks, each run once (-benchtime 1x) and repeating internally (BENCH_REPS),
 # alternating ours and the baseline.
 heavy=()
-for name in RedisThroughput RedisInstructions CeleryThroughput OpsAnalyze OpsBackup TimeToHealthy DeployTime; do
+for name in RedisThroughput RedisInstructions CeleryThroughput OpsAnalyze OpsBackup OpsRemote TimeToHealthy DeployTime; do
   if selected "$name"; then heavy+=("$name"); fi
 done
 if [ "${#heavy[@]}" -gt 0 ]; then

@@ -3,7 +3,6 @@ package dockerstack
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,28 +80,6 @@ func checkDrillKeys(t *testing.T, c *redis.Client, writing time.Time) (missing, 
 	return missing, wrong
 }
 
-// dockerGateway is the host's address on Docker's default bridge: containers on any network of
-// the engine reach the host (and a server it runs on every address) there. The bridge's IPAM
-// gateway, or where the engine does not record it (Debian's 20.10), the address of docker0.
-func dockerGateway(t *testing.T) string {
-	t.Helper()
-	if gw := strings.TrimSpace(dockerCmd(t, "network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}")); gw != "" {
-		return gw
-	}
-	ifc, err := net.InterfaceByName("docker0")
-	if err != nil {
-		t.Fatalf("docker's bridge network has no gateway address and there is no docker0: %v", err)
-	}
-	addrs, _ := ifc.Addrs()
-	for _, a := range addrs {
-		if ip, ok := a.(*net.IPNet); ok && ip.IP.To4() != nil {
-			return ip.IP.String()
-		}
-	}
-	t.Fatal("docker0 has no IPv4 address")
-	return ""
-}
-
 // remoteArgs are the --remote-* flags the program declares in the backup container's command.
 func remoteArgs(t *testing.T, cmd []string) []string {
 	t.Helper()
@@ -154,7 +131,7 @@ func TestHostLossDrill(t *testing.T) {
 		"container":    `{"baseImage":"` + dockertest.RedisBase + `","healthcheck":{"interval":"2s","timeout":"1s","retries":3,"startPeriod":"2s"}}`,
 		"emailService": `{"enabled":false}`,
 		"operations": `{"build":"prebuilt","backup":{"enabled":true,"schedule":"0 3 1 1 *","volume":"redis-backups","remote":{"enabled":true,` +
-			`"endpoint":"` + s3.Endpoint(dockerGateway(t)) + `","bucket":"` + bucket + `"}}}`,
+			`"endpoint":"` + s3.ContainerEndpoint(t) + `","bucket":"` + bucket + `"}}}`,
 	}
 	secrets := map[string]string{"backupRemoteAccessKey": s3test.AccessKey, "backupRemoteSecretKey": s3test.SecretKey}
 	res := declareWith(t, "dev", cfg, secrets)

@@ -162,6 +162,29 @@ func (s *Server) Endpoint(host string) string {
 	return "http://" + net.JoinHostPort(host, strconv.Itoa(s.Port))
 }
 
+// ContainerEndpoint is the S3 API's URL for containers on any network of the local Docker engine:
+// through the host's address on Docker's default bridge (the bridge's IPAM gateway, or where the
+// engine does not record it, as Debian's 20.10, the address of docker0).
+func (s *Server) ContainerEndpoint(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("docker", "network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}").Output()
+	if gw := strings.TrimSpace(string(out)); err == nil && gw != "" {
+		return s.Endpoint(gw)
+	}
+	ifc, err := net.InterfaceByName("docker0")
+	if err != nil {
+		t.Fatalf("docker's bridge network has no gateway address and there is no docker0: %v", err)
+	}
+	addrs, _ := ifc.Addrs()
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && ip.IP.To4() != nil {
+			return s.Endpoint(ip.IP.String())
+		}
+	}
+	t.Fatal("docker0 has no IPv4 address")
+	return ""
+}
+
 // Client is a minio client of the server with the given keys.
 func (s *Server) Client(access, secret string) *minio.Client {
 	c, err := minio.New(net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)), &minio.Options{Creds: credentials.NewStaticV4(access, secret, "")})
