@@ -31,6 +31,17 @@ const (
 	partitionAfter    = 20 * time.Second // and after it, through the failover's end
 )
 
+// partitionTopology is the topology setting of the partition and steady-load tests: the Sentinel
+// defaults, or EMAILCLIENT_PARTITION_TOPOLOGY for a figure run with others, e.g.
+// {"mode":"sentinel","minReplicasMaxLag":3} (the trade-off of RELIABILITY.md's partition section).
+func partitionTopology(t *testing.T) string {
+	if v := os.Getenv("EMAILCLIENT_PARTITION_TOPOLOGY"); v != "" {
+		t.Logf("topology: %s (EMAILCLIENT_PARTITION_TOPOLOGY)", v)
+		return v
+	}
+	return `{"mode":"sentinel"}`
+}
+
 // TestPausedPrimaryLosesNoSynchronousTask is issue 30's single-host partition: the primary of the
 // declared Sentinel topology (the defaults: downAfterMilliseconds 5000, minReplicasToWrite 1,
 // minReplicasMaxLag 10) is paused longer than downAfterMilliseconds while two groups of producers
@@ -49,7 +60,7 @@ func TestPausedPrimaryLosesNoSynchronousTask(t *testing.T) {
 }
 
 func pausedPrimary(t *testing.T, pause time.Duration) {
-	top, syncEnv, asyncEnv := syncEnqueueTopology(t, `{"mode":"sentinel"}`, 1000)
+	top, syncEnv, asyncEnv := syncEnqueueTopology(t, partitionTopology(t), 1000)
 	oldPrimary := top.Nodes[0]
 	require.Equal(t, oldPrimary.Addr(), top.PrimaryAddr(t), "redis-0 starts as the primary")
 	worker := celerytest.StartWorker(t, asyncEnv)
@@ -185,7 +196,7 @@ func TestNoRefusalsUnderSteadyLoad(t *testing.T) {
 		require.NoError(t, err, "EMAILCLIENT_STEADY_LOAD_DURATION")
 		duration = d
 	}
-	_, syncEnv, asyncEnv := syncEnqueueTopology(t, `{"mode":"sentinel"}`, 1000)
+	_, syncEnv, asyncEnv := syncEnqueueTopology(t, partitionTopology(t), 1000)
 	celerytest.StartWorker(t, asyncEnv)
 	count := int(duration / partitionInterval)
 	type produced struct {
