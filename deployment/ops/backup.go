@@ -132,7 +132,7 @@ upload keeps the local backup and exits 14.`)
 		fmt.Fprintf(e.stdout, "retention: deleted %s (older than %v)\n", d, o.retention)
 	}
 	if remote != nil {
-		err = errors.Join(err, runRemoteBackupStep(ctx, e, remote, o, path))
+		err = errors.Join(err, runRemoteBackupStep(ctx, e, remote, o, path, m))
 	}
 	return err
 }

@@ -333,9 +333,11 @@ type syncResult struct {
 
 // syncRemote uploads every good local backup of dir within the retention that the remote lacks,
 // newest first (the one just taken, then any an earlier failed upload left behind), then applies the
-// retention on the remote. A local backup that fails verification is not uploaded (an error). Every
-// failure carries ExitRemote or ExitVerify; the local files are never touched.
-func syncRemote(ctx context.Context, s *remoteStore, dir string, retention time.Duration, now time.Time, newest string) (syncResult, error) {
+// retention on the remote. fresh is the backup this run took and checked (its RDB name and
+// manifest): it is uploaded as it is; any other is verified first, and one that fails is not
+// uploaded (an error). Every failure carries ExitRemote or ExitVerify; the local files are never
+// touched.
+func syncRemote(ctx context.Context, s *remoteStore, dir string, retention time.Duration, now time.Time, fresh manifest) (syncResult, error) {
 	var res syncResult
 	remote, err := s.list(ctx)
 	if err != nil {
@@ -356,17 +358,19 @@ func syncRemote(ctx context.Context, s *remoteStore, dir string, retention time.
 		if have[name] || be.manifest == nil || (retention > 0 && now.Sub(be.created) > retention) {
 			continue
 		}
-		m, err := verifyBackup(ctx, be.rdb)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("not uploaded: %w", err))
-			continue
+		m := fresh
+		if name != fresh.File {
+			if m, err = verifyBackup(ctx, be.rdb); err != nil {
+				errs = append(errs, fmt.Errorf("not uploaded: %w", err))
+				continue
+			}
 		}
 		if err := s.upload(ctx, be.rdb, m); err != nil {
 			return res, errors.Join(append(errs, err)...)
 		}
 		res.uploaded = append(res.uploaded, name)
 	}
-	res.deleted, err = s.prune(ctx, retention, now, newest)
+	res.deleted, err = s.prune(ctx, retention, now, fresh.File)
 	return res, errors.Join(append(errs, err)...)
 }
 

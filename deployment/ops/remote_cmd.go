@@ -31,10 +31,11 @@ func resolveRemote(ctx context.Context, e *env, r *remoteFlags, stack string) (*
 	return r.open(e, creds)
 }
 
-// remoteStep is backup's and schedule's upload step after a good local backup (path): it syncs the
-// backup dir to the remote and applies the retention there. The error says the local copy is kept.
-func remoteStep(ctx context.Context, e *env, s *remoteStore, o backupOptions, path string) (syncResult, error) {
-	res, err := syncRemote(ctx, s, o.dir, o.retention, e.now(), filepath.Base(path))
+// remoteStep is backup's and schedule's upload step after a good local backup (path, m): it syncs
+// the backup dir to the remote and applies the retention there. The error says the local copy is
+// kept.
+func remoteStep(ctx context.Context, e *env, s *remoteStore, o backupOptions, path string, m manifest) (syncResult, error) {
+	res, err := syncRemote(ctx, s, o.dir, o.retention, e.now(), m)
 	if err != nil {
 		return res, fmt.Errorf("backup %s is kept locally, but the upload step failed: %w", filepath.Base(path), err)
 	}
@@ -42,8 +43,8 @@ func remoteStep(ctx context.Context, e *env, s *remoteStore, o backupOptions, pa
 }
 
 // runRemoteBackupStep prints what backup's upload step did.
-func runRemoteBackupStep(ctx context.Context, e *env, s *remoteStore, o backupOptions, path string) error {
-	res, err := remoteStep(ctx, e, s, o, path)
+func runRemoteBackupStep(ctx context.Context, e *env, s *remoteStore, o backupOptions, path string, m manifest) error {
+	res, err := remoteStep(ctx, e, s, o, path, m)
 	for _, n := range res.uploaded {
 		fmt.Fprintf(e.stdout, "remote: uploaded %s to %s (server MD5 matches the manifest)\n", n, s.where)
 	}

@@ -159,6 +159,7 @@ func TestRemoteFailuresKeepTheLocalBackup(t *testing.T) {
 		if r.code != ExitRemote || !strings.Contains(r.stderr, "kept locally") || !strings.Contains(strings.ToLower(r.stderr), strings.ToLower(c.want)) {
 			t.Errorf("%s: want exit 14, the local copy kept and %q: %v", c.name, c.want, r)
 		}
+		t.Logf("FIGURE remote failure, %s: exit %d: %s", c.name, r.code, strings.TrimSpace(r.stderr))
 		if strings.Contains(r.stdout+r.stderr, s3test.SecretKey) {
 			t.Errorf("%s: the secret key was printed", c.name)
 		}

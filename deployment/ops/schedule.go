@@ -193,7 +193,7 @@ func backupAndVerify(ctx context.Context, e *env, c *connFlags, o scheduleOption
 		err = fmt.Errorf("backup %s ok, but %w", filepath.Base(path), err)
 	}
 	if o.remote != nil {
-		res, rerr := remoteStep(ctx, e, o.remote, o.backupOptions, path)
+		res, rerr := remoteStep(ctx, e, o.remote, o.backupOptions, path, m)
 		if werr := recordRemote(o.dir, e.now(), m.File, rerr); werr != nil {
 			rerr = errors.Join(rerr, werr)
 		}

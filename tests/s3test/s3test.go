@@ -84,7 +84,9 @@ func Start(t testing.TB) *Server {
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// weed also listens on each port+10000 (gRPC): pick ports whose +10000 is free too.
+	// weed also listens on each port+10000 (gRPC): pick ports whose +10000 is free too. Each bucket
+	// is a collection that grows volumes of its own: with 20 volumes of 256 MB the bench's second
+	// 1 GiB PUT failed ("No writable volumes and no free volumes left"); 100 of 1 GiB hold it.
 	ports := freePorts(t, 4)
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o750); err != nil {
@@ -93,12 +95,17 @@ func Start(t testing.TB) *Server {
 	s := &Server{Port: ports[0], Dir: data, bin: bin, log: filepath.Join(dir, "weed.log"), args: []string{"server",
 		"-dir=" + data, "-ip=127.0.0.1", "-ip.bind=0.0.0.0",
 		"-master.port=" + strconv.Itoa(ports[1]), "-volume.port=" + strconv.Itoa(ports[2]), "-filer.port=" + strconv.Itoa(ports[3]),
-		"-s3", "-s3.port=" + strconv.Itoa(ports[0]), "-s3.config=" + cfg, "-volume.max=20", "-master.volumeSizeLimitMB=256",
+		"-s3", "-s3.port=" + strconv.Itoa(ports[0]), "-s3.config=" + cfg, "-volume.max=100", "-master.volumeSizeLimitMB=1024",
 	}}
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Kill)
+	t.Cleanup(func() {
+		s.Kill()
+		if t.Failed() {
+			t.Logf("weed server log (tail):\n%s", s.Log())
+		}
+	})
 	if err := s.waitReady(); err != nil {
 		t.Fatalf("weed server: %v\n%s", err, s.Log())
 	}
