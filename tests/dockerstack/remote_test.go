@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -117,13 +116,7 @@ func TestHostLossDrill(t *testing.T) {
 	dockertest.Require(t)
 	s3 := s3test.Start(t)
 	dockertest.EnsureBaseImages(t, "redis")
-	root, err := dockertest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("bash", filepath.Join(root, "deployment/docker/ops/build.sh")).CombinedOutput(); err != nil {
-		t.Fatalf("deployment/docker/ops/build.sh: %v\n%s", err, out)
-	}
+	buildOpsImage(t)
 	bin := buildOps(t)
 	bucket := s3.MakeBucket(t)
 

@@ -28,6 +28,19 @@ func setSecret(t *testing.T, p *engine.Project, key, value string) {
 	require.NoError(t, err, "pulumi config set --secret %s: %s", key, out)
 }
 
+// buildRedisOps builds the operator's redis-ops from this checkout into a temp dir.
+func buildRedisOps(t *testing.T) string {
+	t.Helper()
+	root, err := stacks.FindRoot()
+	require.NoError(t, err)
+	bin := filepath.Join(t.TempDir(), "redis-ops")
+	build := exec.Command("go", "build", "-o", bin, "./deployment/cmd/redis-ops")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
 // TestRemoteBackupWithEngine (issue 31): a dev stack deployed by the engine with backups every
 // minute to a real S3-compatible server (SeaweedFS on this host, reached from the stack's network
 // through the Docker gateway), the keys set as Pulumi secrets: the stack's own scheduled backup
@@ -88,13 +101,7 @@ func TestRemoteBackupWithEngine(t *testing.T) {
 	assert.NotContains(t, string(args), s3test.SecretKey, "the secret key never on the command line")
 	assert.NotContains(t, string(p.StateFile()), s3test.SecretKey, "the secret key never in plain state")
 
-	root, err := stacks.FindRoot()
-	require.NoError(t, err)
-	bin := filepath.Join(t.TempDir(), "redis-ops")
-	build := exec.Command("go", "build", "-o", bin, "./deployment/cmd/redis-ops")
-	build.Dir = root
-	bout, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", bout)
+	bin := buildRedisOps(t)
 	ops := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, args...)
 		cmd.Dir, cmd.Env = p.Dir, p.Env()

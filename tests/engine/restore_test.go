@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,8 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/emailclient/emailclient-infra/stacks"
 )
 
 // TestRestoreWithStack (issue 17): a dev stack with backups on, deployed (Automation API); keys with
@@ -54,13 +51,7 @@ func TestRestoreWithStack(t *testing.T) {
 	require.NoError(t, client.FlushAll(ctx).Err())
 
 	// The operator's command, in the project directory with its Pulumi environment.
-	root, err := stacks.FindRoot()
-	require.NoError(t, err)
-	bin := filepath.Join(t.TempDir(), "redis-ops")
-	build := exec.Command("go", "build", "-o", bin, "./deployment/cmd/redis-ops")
-	build.Dir = root
-	bout, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", bout)
+	bin := buildRedisOps(t)
 	restore := exec.Command(bin, "restore", "--stack", p.Stack, "--from-backups", m[1])
 	restore.Dir = p.Dir
 	restore.Env = p.Env() // the project's backend and passphrase, as the operator's shell has them
