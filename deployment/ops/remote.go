@@ -189,8 +189,9 @@ type remoteEntry struct {
 	created time.Time
 }
 
-// remoteListing is what list finds: the backups, and RDB objects without a manifest (an upload that
-// was cut, never listed as a backup) with their time.
+// remoteListing is what list finds: the backups, and orphans with their time: RDB objects without a
+// manifest (an upload that was cut: never listed as a backup) and manifests without their RDB (a
+// backup whose RDB object is gone).
 type remoteListing struct {
 	backups []remoteEntry
 	orphans map[string]time.Time
@@ -202,8 +203,7 @@ func (s *remoteStore) list(ctx context.Context) (remoteListing, error) {
 	if s.prefix != "" {
 		prefix = s.prefix + "/"
 	}
-	rdbs := map[string]minio.ObjectInfo{}
-	var manifests []string
+	rdbs, manifests := map[string]minio.ObjectInfo{}, map[string]minio.ObjectInfo{}
 	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
 		if obj.Err != nil {
 			return remoteListing{}, s.remoteErr("list", obj.Err)
@@ -214,15 +214,16 @@ func (s *remoteStore) list(ctx context.Context) (remoteListing, error) {
 		case strings.HasSuffix(n, ".rdb"):
 			rdbs[n] = obj
 		case strings.HasSuffix(n, ".manifest.json"):
-			manifests = append(manifests, n)
+			manifests[n] = obj
 		}
 	}
 	out := remoteListing{orphans: map[string]time.Time{}}
-	for _, mn := range manifests {
+	for mn, mobj := range manifests {
 		rdb := rdbPathOf(mn)
 		obj, ok := rdbs[rdb]
 		if !ok {
-			continue // a manifest alone: its RDB was deleted by a cut retention; cleaned by prune
+			out.orphans[mn] = mobj.LastModified
+			continue
 		}
 		m, err := s.readManifest(ctx, mn)
 		if err != nil {
