@@ -94,6 +94,20 @@ func TestBackupRemoteCredentialsStaySecret(t *testing.T) {
 	}
 	metrics := get(t, r, declared.ContainerType, "ops-metrics")
 	assert.NotContains(t, fmt.Sprint(metrics.Mappable()), secret, "the metrics container gets no remote credentials")
+
+	// What redis-ops --stack --remote reads: the target in plain, the keys as a secret.
+	out, err := declared.Outputs("prod", declared.Options{
+		Config:  map[string]string{"operations": `{"backup":{"enabled":true,"remote":{"enabled":true,"endpoint":"https://s3.example.com:9000","bucket":"redis-backups","region":"eu-1"}}}`},
+		Secrets: map[string]string{"backupRemoteAccessKey": access, "backupRemoteSecretKey": secret},
+	})
+	require.NoError(t, err)
+	assert.False(t, out["backupRemote"].Secret)
+	assert.Equal(t, map[string]string{"endpoint": "https://s3.example.com:9000", "bucket": "redis-backups", "prefix": "emailclient-prod", "region": "eu-1"}, out["backupRemote"].Value)
+	assert.True(t, out["backupRemoteCredentials"].Secret)
+	assert.Equal(t, map[string]string{"accessKey": access, "secretKey": secret}, out["backupRemoteCredentials"].Value)
+	dev, err := declared.Outputs("dev", declared.Options{})
+	require.NoError(t, err)
+	assert.NotContains(t, dev, "backupRemote", "no remote, no output")
 }
 
 func TestPasswordRotationRegeneratesPasswords(t *testing.T) {
