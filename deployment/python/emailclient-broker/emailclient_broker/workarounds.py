@@ -6,7 +6,12 @@ version number, so it is skipped wherever the fix is present (a backport, a newe
 ACTIVE lists the ones that applied in this process.
 """
 
+import functools
+import logging
+
 ACTIVE = []
+
+log = logging.getLogger("emailclient_broker")
 
 
 def sentinel_backend_drops_username():
@@ -52,6 +57,79 @@ def redis_backend_retries():
     ACTIVE.append("celery#9613")
 
 
+# Messages taken off a queue whose record in the unacknowledged hash could not be written (see
+# redis_unacked_record_kept): [(payload, exchange, routing key)], put back by the next poll.
+_UNRECORDED = []
+
+
+def redis_unacked_record_kept():
+    """Put a message back on its queue when its unacknowledged record could not be written.
+
+    celery/kombu#305 (open): kombu's Redis transport takes a message off the queue with BRPOP and
+    records it in the unacknowledged hash in a second round trip (ZADD+HSET, on another connection).
+    When the primary goes away between the two (a failover, a host stop: Redis pauses writes while it
+    waits for its replicas, then exits), the record's write fails, the worker drops the message it
+    was handed, and no copy is left in Redis: the task is lost (measured: one task per failover in
+    most runs).  Here the failed record keeps the message in memory, and the worker's next poll, on
+    the new primary, pushes it back to the head of its queue (marked redelivered), so it runs later
+    (at least once: if the pop itself never reached the new primary, the task runs twice).  Skipped
+    where kombu's Redis QoS has no append of that shape.
+    """
+    try:
+        from kombu.transport import redis as kredis
+    except ImportError:  # no Redis transport: nothing to patch
+        return
+    QoS, Channel = kredis.QoS, kredis.Channel
+    if getattr(QoS.append, "_emailclient_kept", False) or not hasattr(Channel, "_brpop_start"):
+        return
+    append, brpop_start = QoS.append, Channel._brpop_start
+
+    @functools.wraps(append)
+    def kept_append(self, message, delivery_tag):
+        try:
+            append(self, message, delivery_tag)
+        except self.channel.connection_errors:
+            delivery = message.delivery_info
+            _UNRECORDED.append((message._raw, delivery["exchange"], delivery["routing_key"]))
+            log.warning("kombu#305: task %s was taken from Redis but its unacknowledged record was not "
+                        "written (connection lost); it goes back on its queue on the next connection",
+                        _task_id(message._raw))
+            raise
+
+    @functools.wraps(brpop_start)  # its signature too: settings reads BRPOP's default timeout from it
+    def restoring_brpop_start(self, *args, **kwargs):
+        if _UNRECORDED:
+            _put_back(self)
+        return brpop_start(self, *args, **kwargs)
+
+    kept_append._emailclient_kept = True
+    QoS.append, Channel._brpop_start = kept_append, restoring_brpop_start
+    ACTIVE.append("kombu#305")
+
+
+def _put_back(channel):
+    pending = list(_UNRECORDED)
+    try:
+        with channel.conn_or_acquire() as client:
+            with client.pipeline() as pipe:
+                for payload, exchange, routing_key in pending:
+                    channel._do_restore_message(payload, exchange, routing_key, pipe)
+                pipe.execute()
+    except channel.connection_errors:
+        return  # still no primary: the next poll tries again
+    del _UNRECORDED[: len(pending)]
+    for payload, _, _ in pending:
+        log.warning("kombu#305: task %s put back on its queue", _task_id(payload))
+
+
+def _task_id(payload):
+    try:
+        return payload["headers"]["id"]
+    except (KeyError, TypeError):
+        return "?"
+
+
 def apply():
     """Apply every workaround the installed versions need (idempotent)."""
     redis_backend_retries()
+    redis_unacked_record_kept()
