@@ -331,3 +331,55 @@ func TestScheduleRecordsRemoteFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreFromRemote: restore --remote latest (a fake engine, real Redis and a real S3 server)
+// downloads the backup, verifies it and restores every key; after bit rot on the server, list
+// --remote flags the object and restore --remote refuses it (exit 9) before stopping anything.
+func TestRestoreFromRemote(t *testing.T) {
+	rdb, want := takeBackup(t)
+	f := newFake(t)
+	s3 := s3test.Start(t)
+	bucket := s3.MakeBucket(t)
+	creds := filepath.Join(t.TempDir(), "credentials")
+	if err := os.WriteFile(creds, []byte(s3test.AccessKey+"\n"+s3test.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	remote := []string{"--remote", "--remote-endpoint", s3.Endpoint("127.0.0.1"), "--remote-bucket", bucket, "--remote-prefix", "emailclient-test", "--remote-credentials-file", creds}
+	store, err := (&remoteFlags{endpoint: s3.Endpoint("127.0.0.1"), bucket: bucket, prefix: "emailclient-test", credentialsFile: creds}).open(&env{getenv: func(string) string { return "" }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := readManifest(rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.upload(context.Background(), rdb, m); err != nil {
+		t.Fatal(err)
+	}
+	r := f.restore(t, append(append(append([]string{}, containers...), remote...), "latest")...)
+	if r.code != ExitOK || !strings.Contains(r.stdout, "downloaded "+filepath.Base(rdb)) {
+		t.Fatalf("restore --remote latest: %v", r)
+	}
+	f.checkRestored(t, want)
+
+	// Bit rot on the server: the object no longer matches its manifest.
+	b, _ := os.ReadFile(rdb)
+	b[len(b)/2] ^= 1
+	if _, err := s3.Client(s3test.AccessKey, s3test.SecretKey).PutObject(context.Background(), bucket, "emailclient-test/"+filepath.Base(rdb),
+		bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, "", nil, append([]string{"list"}, remote...)...); r.code != ExitVerify || !strings.Contains(r.stdout, "FAILED: server MD5") {
+		t.Errorf("list --remote after bit rot: %v", r)
+	}
+	f.calls = nil
+	r = f.restore(t, append(append(append([]string{}, containers...), remote...), filepath.Base(rdb))...)
+	if r.code != ExitVerify || !strings.Contains(r.stderr, "refusing to restore from") {
+		t.Errorf("restore --remote of a rotten object: want exit 9: %v", r)
+	}
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "stop") {
+			t.Errorf("%s was called before the download was verified", c)
+		}
+	}
+}
