@@ -18,15 +18,50 @@ type History struct {
 	Prefix                            string
 	Sent, Acknowledged, Refused, Lost int
 	RefusedRan, Duplicates, Queued    int
-	LongestGap                        time.Duration  // longest stretch without an acknowledged enqueue
-	Refusals                          map[string]int // by error class
-	LostIDs                           []string
+	LongestGap                        time.Duration     // longest stretch without an acknowledged enqueue
+	Refusals                          map[string]int    // by error class
+	RefusalExamples                   map[string]string // the first refusal's message, by error class
+	LostIDs, DuplicateIDs             []string
+	// Republished are the acknowledged tasks whose enqueue took at least PublishTimeout: its first
+	// attempt timed out and Celery's publish retry sent it again, which runs it twice when the first
+	// copy reached a primary after all (at least once, by design; docs/OPERATIONS.md).
+	Republished map[string]bool
 }
+
+// PublishTimeout is emailclient_broker's socket timeout (SOCKET_TIMEOUT): an enqueue that took at least
+// this long had its first attempt time out.
+const PublishTimeout = 5 * time.Second
 
 var (
 	succeededRe = regexp.MustCompile(`send_email\[([^\]]+)\] succeeded`)
 	receivedRe  = regexp.MustCompile(`Received task: [\w.]+\[([^\]]+)\]`)
+	putBackRe   = regexp.MustCompile(`kombu#305: task (\S+) put back`)
 )
+
+// PutBackIDs are the tasks worker logs say emailclient_broker put back on their queue after their
+// unacknowledged record failed (kombu#305): a redelivery by design, which runs a task twice when the
+// worker's pop never reached the primary that took over.
+func PutBackIDs(logs ...string) map[string]bool {
+	ids := map[string]bool{}
+	for _, log := range logs {
+		for _, m := range putBackRe.FindAllStringSubmatch(log, -1) {
+			ids[m[1]] = true
+		}
+	}
+	return ids
+}
+
+// Unexplained are the duplicates of h that neither a put-back (PutBackIDs) nor a republished enqueue
+// (Republished) explains.
+func (h History) Unexplained(putBack map[string]bool) []string {
+	var out []string
+	for _, id := range h.DuplicateIDs {
+		if !putBack[id] && !h.Republished[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 // RanByID counts the tasks worker logs say succeeded, by id.
 func RanByID(logs ...string) map[string]int {
@@ -85,22 +120,29 @@ func QueuedIDs(queue, unacked []string) map[string]bool {
 
 // NewHistory accounts for the tasks of one producer group.
 func NewHistory(prefix string, outcomes []Outcome, ran map[string]int, queued map[string]bool) History {
-	h := History{Prefix: prefix, Sent: len(outcomes), Refusals: map[string]int{}}
+	h := History{Prefix: prefix, Sent: len(outcomes), Refusals: map[string]int{}, RefusalExamples: map[string]string{}, Republished: map[string]bool{}}
 	for _, o := range outcomes {
 		id := fmt.Sprintf("%s-%d", prefix, o.I)
 		if ran[id] > 1 {
 			h.Duplicates++
+			h.DuplicateIDs = append(h.DuplicateIDs, id)
 		}
 		if o.Error != "" {
 			h.Refused++
 			class, _, _ := strings.Cut(o.Error, ":")
 			h.Refusals[class]++
+			if _, seen := h.RefusalExamples[class]; !seen {
+				h.RefusalExamples[class] = o.Error
+			}
 			if ran[id] > 0 || queued[id] {
 				h.RefusedRan++
 			}
 			continue
 		}
 		h.Acknowledged++
+		if time.Duration(o.Duration*float64(time.Second)) >= PublishTimeout {
+			h.Republished[id] = true
+		}
 		switch {
 		case ran[id] > 0:
 		case queued[id]:
