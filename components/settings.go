@@ -232,7 +232,10 @@ type Topology struct {
 	// sync; replication is asynchronous, so this bounds what a failover can lose. Defaults to 1;
 	// 0 to Replicas.
 	MinReplicasToWrite int `json:"minReplicasToWrite"`
-	// MinReplicasMaxLag is the replica lag, in seconds, that still counts as in sync. Defaults to 10; 1-60.
+	// MinReplicasMaxLag is the replica lag, in seconds, that still counts as in sync: a primary cut off
+	// from its replicas acknowledges writes for about this long, and a failover discards them.
+	// Defaults to 3 (replicas acknowledge every second; RELIABILITY.md "Partitions" has the trade-off);
+	// 1-60.
 	MinReplicasMaxLag int `json:"minReplicasMaxLag"`
 	// Placement puts the data nodes and Sentinels on the hosts of a multi-host stack (see Place);
 	// empty on a single host.
@@ -251,7 +254,7 @@ type Topology struct {
 // switched to sentinel.
 func DefaultTopology() Topology {
 	return Topology{Mode: "standalone", Replicas: 2, Sentinels: 3, Quorum: 2, MasterName: "emailclient",
-		DownAfterMilliseconds: 5000, FailoverTimeoutMilliseconds: 60000, MinReplicasToWrite: 1, MinReplicasMaxLag: 10}
+		DownAfterMilliseconds: 5000, FailoverTimeoutMilliseconds: 60000, MinReplicasToWrite: 1, MinReplicasMaxLag: 3}
 }
 
 // Sentinel reports whether the topology is a sentinel one.

@@ -188,8 +188,8 @@ func roleName(role string) string {
 }
 
 // backupInSyncLag is the largest lag (seconds since the replica's last acknowledgement, as the
-// primary reports it) of a replica a backup is taken from: topology.minReplicasMaxLag's default, the
-// bound within which the primary itself counts a replica as in sync.
+// primary reports it) of a replica a backup is taken from; at least topology.minReplicasMaxLag's
+// largest usual value, so that a replica the primary counts as in sync qualifies.
 const backupInSyncLag = 10
 
 // backupNode points opts at the node a backup copies, and returns the source to use there. Without

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/tests/celerytest"
 	"github.com/emailclient/emailclient-infra/tests/realredis"
 )
@@ -74,9 +75,10 @@ func TestSyncEnqueueWaitsForAReplica(t *testing.T) {
 	sync := produceOne(t, syncEnv, "sync")
 	within := time.Since(paused)
 	resume()
-	// After minReplicasMaxLag (10 s) the primary refuses every write (NOREPLICAS): both enqueues must
+	// After minReplicasMaxLag (3 s by default) the primary refuses every write (NOREPLICAS): both enqueues must
 	// have happened before, or the test would measure that instead.
-	require.Less(t, within, 10*time.Second, "both enqueues within topology.minReplicasMaxLag of the pause")
+	maxLag := time.Duration(components.DefaultTopology().MinReplicasMaxLag) * time.Second
+	require.Less(t, within, maxLag, "both enqueues within topology.minReplicasMaxLag of the pause")
 
 	assert.Empty(t, async.Error, "the asynchronous enqueue is acknowledged by the primary alone")
 	assert.Less(t, async.Duration, 0.4, "the asynchronous enqueue does not wait")

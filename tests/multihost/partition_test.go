@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/emailclient/emailclient-infra/components"
 	"github.com/emailclient/emailclient-infra/tests/celerytest"
 	"github.com/emailclient/emailclient-infra/tests/engine"
 	"github.com/emailclient/emailclient-infra/tests/multihost"
@@ -246,7 +247,9 @@ func partitionedHost(t *testing.T, partition time.Duration, settings map[string]
 	}
 	ran, putBack := celerytest.RanByID(logs...), celerytest.PutBackIDs(logs...)
 
-	settingsText := "defaults (downAfterMilliseconds 5000, minReplicasToWrite 1, minReplicasMaxLag 10)"
+	defaults := components.DefaultTopology()
+	settingsText := fmt.Sprintf("defaults (downAfterMilliseconds %d, minReplicasToWrite %d, minReplicasMaxLag %d)",
+		defaults.DownAfterMilliseconds, defaults.MinReplicasToWrite, defaults.MinReplicasMaxLag)
 	if len(settings) > 0 {
 		settingsText = fmt.Sprint(settings)
 	}
