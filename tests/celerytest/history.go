@@ -38,25 +38,17 @@ var (
 	putBackRe   = regexp.MustCompile(`kombu#305: task (\S+) put back`)
 )
 
-// PutBackIDs are the tasks worker logs say emailclient_broker put back on their queue after their
-// unacknowledged record failed (kombu#305): a redelivery by design, which runs a task twice when the
-// worker's pop never reached the primary that took over.
-func PutBackIDs(logs ...string) map[string]bool {
-	ids := map[string]bool{}
-	for _, log := range logs {
-		for _, m := range putBackRe.FindAllStringSubmatch(log, -1) {
-			ids[m[1]] = true
-		}
-	}
-	return ids
-}
+// PutBackIDs counts, by id, the tasks worker logs say emailclient_broker put back on their queue after
+// their unacknowledged record failed (kombu#305): a redelivery by design, which runs a task twice when
+// the worker's pop never reached the primary that took over.
+func PutBackIDs(logs ...string) map[string]int { return countIDs(putBackRe, logs) }
 
 // Unexplained are the duplicates of h that neither a put-back (PutBackIDs) nor a republished enqueue
 // (Republished) explains.
-func (h History) Unexplained(putBack map[string]bool) []string {
+func (h History) Unexplained(putBack map[string]int) []string {
 	var out []string
 	for _, id := range h.DuplicateIDs {
-		if !putBack[id] && !h.Republished[id] {
+		if putBack[id] == 0 && !h.Republished[id] {
 			out = append(out, id)
 		}
 	}
@@ -64,25 +56,20 @@ func (h History) Unexplained(putBack map[string]bool) []string {
 }
 
 // RanByID counts the tasks worker logs say succeeded, by id.
-func RanByID(logs ...string) map[string]int {
-	ran := map[string]int{}
-	for _, log := range logs {
-		for _, m := range succeededRe.FindAllStringSubmatch(log, -1) {
-			ran[m[1]]++
-		}
-	}
-	return ran
-}
+func RanByID(logs ...string) map[string]int { return countIDs(succeededRe, logs) }
 
 // ReceivedByID counts the tasks worker logs say were received (taken from Redis), by id.
-func ReceivedByID(logs ...string) map[string]int {
-	got := map[string]int{}
+func ReceivedByID(logs ...string) map[string]int { return countIDs(receivedRe, logs) }
+
+// countIDs counts the task ids (re's first group) in logs.
+func countIDs(re *regexp.Regexp, logs []string) map[string]int {
+	n := map[string]int{}
 	for _, log := range logs {
-		for _, m := range receivedRe.FindAllStringSubmatch(log, -1) {
-			got[m[1]]++
+		for _, m := range re.FindAllStringSubmatch(log, -1) {
+			n[m[1]]++
 		}
 	}
-	return got
+	return n
 }
 
 // QueuedIDs are the task ids of messages of the celery queue (LRANGE) and of values of the
