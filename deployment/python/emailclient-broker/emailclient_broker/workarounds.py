@@ -129,7 +129,52 @@ def _task_id(payload):
         return "?"
 
 
+def redis_disconnect_takes_the_error():
+    """Let kombu's Redis connections be disconnected with the error that redis-py passes.
+
+    kombu 5.2's Redis channel wraps its event-loop connections in a class whose disconnect() takes no
+    argument, while redis-py 4.2+ calls disconnect(error) when a connect times out.  A connect that
+    timed out during a failover then raised TypeError instead of redis-py's TimeoutError, which
+    kombu's retry policy does not know, so the publish failed at once instead of being retried on the
+    new primary (seen in the multi-host partition test).  The class is made to accept and drop the
+    error.  Skipped where kombu's class already takes arguments (later releases).
+    """
+    from kombu.transport import redis as kredis
+
+    connparams = kredis.Channel._connparams
+    if getattr(connparams, "_emailclient_disconnect", False):
+        return
+
+    @functools.wraps(connparams)
+    def patched(self, *args, **kwargs):
+        params = connparams(self, *args, **kwargs)
+        cls = params.get("connection_class")
+        if cls is not None and _takes_no_arguments(cls.disconnect):
+
+            class Connection(cls):
+                def disconnect(self, *args):
+                    cls.disconnect(self)
+
+            params["connection_class"] = Connection
+        return params
+
+    patched._emailclient_disconnect = True
+    kredis.Channel._connparams = patched
+    ACTIVE.append("kombu: disconnect(error)")
+
+
+def _takes_no_arguments(method):
+    import inspect
+
+    try:
+        params = list(inspect.signature(method).parameters.values())[1:]  # after self
+    except (TypeError, ValueError):
+        return False
+    return not params
+
+
 def apply():
     """Apply every workaround the installed versions need (idempotent)."""
     redis_backend_retries()
     redis_unacked_record_kept()
+    redis_disconnect_takes_the_error()

@@ -71,5 +71,23 @@ class UnackedRecordKept(unittest.TestCase):
             server.stop()
 
 
+class DisconnectTakesTheError(unittest.TestCase):
+    def test_event_loop_connections_accept_the_error(self):
+        workarounds.apply()
+        port = _free_port()
+        server = _Redis(port)
+        try:
+            with kombu.Connection(f"redis://127.0.0.1:{port}/0") as conn:
+                channel = conn.default_channel
+                cls = channel._connparams(asynchronous=True)["connection_class"]
+                connection = cls(host="127.0.0.1", port=port)
+                connection.connect()
+                # What redis-py does when a connect times out: disconnect(error).
+                connection.disconnect(socket.timeout("timed out"))
+                self.assertIsNone(connection._sock)
+        finally:
+            server.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
