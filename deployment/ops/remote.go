@@ -257,8 +257,10 @@ func (s *remoteStore) readManifest(ctx context.Context, name string) (manifest, 
 	return m, nil
 }
 
-// status is list's STATUS of a remote backup without downloading it: the object's size and ETag
-// (the server's MD5) against the manifest.
+// intact reports whether the RDB object's size and ETag (the server's MD5) match its manifest.
+func (be remoteEntry) intact() bool { return be.size == be.m.Size && be.etag == be.m.MD5 }
+
+// status is list's STATUS of a remote backup without downloading it (see intact).
 func (be remoteEntry) status() string {
 	switch {
 	case be.size != be.m.Size:
@@ -346,7 +348,7 @@ func syncRemote(ctx context.Context, s *remoteStore, dir string, retention time.
 	}
 	have := map[string]bool{}
 	for _, be := range remote.backups {
-		have[be.name] = be.size == be.m.Size && be.etag == be.m.MD5
+		have[be.name] = be.intact()
 	}
 	local, err := findBackups(dir)
 	if err != nil {

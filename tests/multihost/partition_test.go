@@ -34,16 +34,15 @@ const (
 // the others (iptables in its namespace: its containers go on running) while producers on both sides
 // enqueue numbered tasks at a steady rate, asynchronous (the default) and synchronous (1 replica,
 // 1000 ms), each side in a producer container of the worker's image and env (on host-1, where no
-// worker runs, so the cut-off side only produces; on host-3, beside its worker). The workers on host-2 and host-3
-// consume. After the heal the old primary must follow the new one; then every task is accounted for
+// worker runs, so the cut-off side only produces; on host-3, beside its worker). The workers on
+// host-2 and host-3 consume. After the heal the old primary must follow the new one; then every task is accounted for
 // (acknowledged or refused by its producer; ran by a worker's log, still queued on the new primary,
 // or lost). Lost with synchronous enqueue must be 0.
 func TestPartitionedPrimaryHost(t *testing.T) {
-	// EMAILCLIENT_MULTIHOST_PARTITIONS chooses the partitions, e.g. "15s" or "5s,15s,30s" for RELIABILITY.md's
-	// table (one deploy each; 15 s by default, longer than downAfterMilliseconds, 5 s by default, plus
-	// the election);
+	// EMAILCLIENT_MULTIHOST_PARTITIONS chooses the partitions, e.g. "5s,15s,30s" for RELIABILITY.md's
+	// table (one deploy each; by default 15 s, longer than downAfterMilliseconds plus the election);
 	// EMAILCLIENT_MULTIHOST_PARTITION_SETTINGS adds config by path, e.g.
-	// "topology.minReplicasMaxLag=5,topology.downAfterMilliseconds=3000".
+	// "topology.minReplicasMaxLag=10,topology.downAfterMilliseconds=3000".
 	partitions := celerytest.Durations(t, "EMAILCLIENT_MULTIHOST_PARTITIONS", []time.Duration{15 * time.Second})
 	settings := map[string]string{}
 	if v := os.Getenv("EMAILCLIENT_MULTIHOST_PARTITION_SETTINGS"); v != "" {
