@@ -85,7 +85,8 @@ func envList(env map[string]string) []string {
 }
 
 // NewEmailService registers the email-service container (and the reference worker image when no
-// image is given). It starts after the broker's Redis container is healthy.
+// image is given). It starts after the broker's Redis container is healthy, or alongside it when
+// emailService.waitForRedis is false.
 func NewEmailService(ctx *pulumi.Context, name string, args *EmailServiceArgs, opts ...pulumi.ResourceOption) (*EmailService, error) {
 	if err := args.validate(); err != nil {
 		return nil, fmt.Errorf("emailservice %q: %w", name, err)
@@ -174,6 +175,14 @@ func (a *EmailServiceArgs) worker(ctx *pulumi.Context, resource, name string, im
 	if c.ReadOnlyRoot {
 		tmpfs = pulumi.StringMap{"/tmp": pulumi.String("rw,noexec,nosuid,size=64m")}
 	}
+	after := pulumi.DependsOn(nil)
+	if c.WaitForRedis {
+		// The data nodes are created with wait: true, i.e. healthy. In sentinel mode the worker starts
+		// beside the Sentinels rather than after them: it finds the primary through the first one that
+		// answers (retrying until then), and its own probe (a task taken from Redis) holds `pulumi up`
+		// until it does.
+		after = pulumi.DependsOn(a.Broker.DataNodes)
+	}
 	return docker.NewContainer(ctx, resource, &docker.ContainerArgs{
 		Name:    pulumi.String(name),
 		Image:   image,
@@ -202,11 +211,9 @@ func (a *EmailServiceArgs) worker(ctx *pulumi.Context, resource, name string, im
 		Wait:        pulumi.Bool(c.Healthcheck.Waits()),
 		WaitTimeout: pulumi.Int(waitTimeoutSeconds),
 	}, opts,
-		// The data nodes are created with wait: true, i.e. healthy. In sentinel mode the worker starts
-		// beside the Sentinels rather than after them: it finds the primary through the first one that
-		// answers (retrying until then), and its own probe (a task taken from Redis) holds `pulumi up`
-		// until it does. Deletes keep the order that matters: the worker stops before the data nodes.
-		pulumi.DependsOn(a.Broker.DataNodes),
+		// Otherwise (emailService.waitForRedis false) alongside Redis: the worker's connection retries
+		// bridge the second or two until Redis answers, and its probe holds `pulumi up` until then.
+		after,
 		pulumi.DeleteBeforeReplace(true),
 		// A changed probe never reaches a running container in place.
 		pulumi.ReplaceOnChanges([]string{"healthcheck"}))

@@ -91,7 +91,7 @@ func TestMultiHostDeclaresOneProviderPerHostAndPlacesTheNodes(t *testing.T) {
 			for _, addr := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"} {
 				assert.Contains(t, env["CELERY_BROKER_URL"], "@"+addr+":26380/0")
 			}
-			assert.Contains(t, c.DependsOn, "broker-redis-0", "workers start after the data nodes are healthy")
+			assert.NotContains(t, c.DependsOn, "broker-redis-0", "dev: workers start alongside the data nodes (emailService.waitForRedis)")
 		}
 	}
 	assert.Equal(t, map[string]string{"emailclient-dev-email-service-db-2-1": "docker-db-2", "emailclient-dev-email-service-db-2-2": "docker-db-2",

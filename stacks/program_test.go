@@ -2,9 +2,11 @@ package stacks_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -265,7 +267,10 @@ func TestEmailServiceDev(t *testing.T) {
 	assert.Equal(t, declared.MockImageID("email-service-image"), c["image"].StringValue())
 	assert.Equal(t, "emailclient-dev-email-service", c["name"].StringValue())
 	assert.Equal(t, "emailclient-dev-net", c["networksAdvanced"].ArrayValue()[0].ObjectValue()["name"].StringValue())
-	assert.Contains(t, resOf(t, r, "email-service-container").DependsOn, "broker-redis", "starts after Redis is healthy (wait: true)")
+	assert.NotContains(t, resOf(t, r, "email-service-container").DependsOn, "broker-redis",
+		"dev: emailService.waitForRedis is false, the worker starts alongside Redis")
+	assert.True(t, c["wait"].BoolValue(), "`pulumi up` still waits for the worker's probe, a task taken from Redis")
+	assert.True(t, get(t, r, declared.ContainerType, "broker-redis")["wait"].BoolValue(), "and for Redis's own")
 
 	env := envMap(t, c)
 	wantURL := components.CeleryURL(declared.MockPassword("broker-celery-password"), 6379, 0)
@@ -315,6 +320,18 @@ func TestEmailServiceProdRunsTheConfiguredImage(t *testing.T) {
 	assert.Equal(t, "ghcr.io/emailclient/email-service@sha256:0000000000000000000000000000000000000000000000000000000000000000", c["image"].StringValue())
 	assert.Equal(t, "info", envMap(t, c)["CELERY_LOG_LEVEL"])
 	assert.Equal(t, map[string]any{"max-size": "100m", "max-file": "10"}, c["logOpts"].Mappable())
+	assert.Contains(t, resOf(t, r, "email-service-container").DependsOn, "broker-redis",
+		"prod: the user's image starts after Redis is healthy (wait: true), as compose's service_healthy")
+}
+
+func TestWaitForRedisOverridesTheProfile(t *testing.T) {
+	prodImage := `"image": "ghcr.io/emailclient/email-service@sha256:` + strings.Repeat("0", 64) + `", `
+	for profile, wait := range map[string]bool{"dev": true, "prod": false} {
+		image := map[string]string{"prod": prodImage}[profile]
+		r := run(t, profile, declared.Options{Config: map[string]string{"emailService": fmt.Sprintf(`{%s"waitForRedis": %t}`, image, wait)}})
+		deps := resOf(t, r, "email-service-container").DependsOn
+		assert.Equal(t, wait, slices.Contains(deps, "broker-redis"), "%s with waitForRedis %t: %v", profile, wait, deps)
+	}
 }
 
 func TestEmailServiceCanBeTurnedOff(t *testing.T) {

@@ -132,6 +132,7 @@ func Defaults(profile, stack string) (Settings, bool) {
 				Command:     []string{"CMD", components.WorkerAliveCommand},
 			},
 			StallExitSeconds: 120,
+			WaitForRedis:     true,
 		},
 	}
 	s.Operations.Backup.Volume = scope + "-redis-backups"
@@ -141,6 +142,7 @@ func Defaults(profile, stack string) (Settings, bool) {
 		s.Redis.LogLevel = "debug"
 		s.Celery.LogLevel = "debug"
 		s.Container.HostPort = 6379
+		s.EmailService.WaitForRedis = false
 	case "prod":
 		s.Redis.MaxMemory = "1gb"
 		s.Container.Memory = "2gb"

@@ -75,10 +75,10 @@ pulumi stack select --create "${secrets[@]}" "$stack"
 case "$action" in
 preview) pulumi preview --stack "$stack" ;;
 up)
-	pulumi preview --stack "$stack"
-	# The preview above showed the plan; a second one inside `up` would only run the program again.
+	# One run of the program: `up` prints each change as the engine makes it, then the outputs (secrets
+	# hidden). A preview first would run the program a second time to show a plan `--yes` does not wait
+	# on; `make preview` shows the plan without applying it.
 	pulumi up --yes --skip-preview --stack "$stack"
-	pulumi stack output --stack "$stack"
 	;;
 destroy) pulumi destroy --yes --stack "$stack" ;;
 esac

@@ -326,6 +326,12 @@ func (p *Project) Make(args ...string) (string, error) {
 	return p.run("make", args...)
 }
 
+// Run runs a command in the copy with the project's backend and passphrase, as a user's shell there
+// would (e.g. a script of another revision, for a benchmark's baseline).
+func (p *Project) Run(name string, args ...string) (string, error) {
+	return p.run(name, args...)
+}
+
 // Outputs are the stack's outputs (Stack.Outputs: values with their secret flag).
 func (p *Project) Outputs() auto.OutputMap {
 	p.t.Helper()

@@ -19,7 +19,8 @@ connects.  With synchronous enqueue (CELERY_SYNC_ENQUEUE_REPLICAS), an enqueue t
 fewer replicas acknowledged in time raises EnqueueNotReplicatedError: the task is
 not safe from a failover; EnqueueOutcomeUnknownError (one of them) when the connection failed after
 the task was sent.  Every connection has a socket timeout (SOCKET_TIMEOUT), so a frozen or cut-off
-Redis raises instead of blocking.  Dependencies: celery, kombu and redis only.
+Redis raises instead of blocking.  wait_for_broker(app) blocks a worker until the broker answers
+(for a worker started alongside Redis).  Dependencies: celery, kombu and redis only.
 """
 
 from emailclient_broker.settings import (
@@ -31,9 +32,11 @@ from emailclient_broker.settings import (
     env_from_outputs,
     log_level,
 )
+from emailclient_broker.ready import BrokerNotReadyError, wait_for_broker
 from emailclient_broker.transport import EnqueueNotReplicatedError, EnqueueOutcomeUnknownError
 
 __all__ = [
+    "BrokerNotReadyError",
     "ENV_VARIABLES",
     "LOG_LEVELS",
     "ConfigError",
@@ -43,4 +46,5 @@ __all__ = [
     "celery_settings_from_outputs",
     "env_from_outputs",
     "log_level",
+    "wait_for_broker",
 ]

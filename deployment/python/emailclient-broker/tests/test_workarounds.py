@@ -18,12 +18,12 @@ def _free_port():
 
 
 class _Redis:
-    """A throwaway redis-server on port, without persistence."""
+    """A throwaway redis-server on port, without persistence; args are more redis-server options."""
 
-    def __init__(self, port):
+    def __init__(self, port, *args):
         self.dir = tempfile.mkdtemp()
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir],
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir, *args],
             stdout=subprocess.DEVNULL)
         for _ in range(100):
             try:
