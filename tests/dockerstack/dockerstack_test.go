@@ -138,6 +138,11 @@ func apply(t *testing.T, res *declared.Result, opts dockertest.ApplyOptions) (*d
 		}
 	}
 	opts.ImageFor = imageFor(t, res)
+	if opts.DependsOn == nil {
+		// As the engine creates them: each container once what it declares it depends on is done, so a
+		// worker created alongside Redis (emailService.waitForRedis false) is, here too.
+		opts.DependsOn = containerDeps(res)
+	}
 	// The program declares build contexts relative to its working directory (stacks/program.go: under
 	// `pulumi up` the project root, here this package's directory), so resolve them from there.
 	wd, err := os.Getwd()

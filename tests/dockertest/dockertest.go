@@ -283,8 +283,26 @@ func Apply(t testing.TB, resources []Resource, opts ApplyOptions) *Deployment {
 		}
 		return true
 	}
-	for len(done) < len(d.ctrs) {
-		waiting, startedAt := []*ctrRes(nil), map[*ctrRes]time.Time{}
+	// dependedOn: a container not yet done declares c as a dependency. A waited-for container nothing
+	// depends on (the email-service alongside Redis) is awaited at the end, as the engine goes on
+	// creating the rest meanwhile.
+	dependedOn := func(c *ctrRes) bool {
+		for _, o := range d.ctrs {
+			if done[o] {
+				continue
+			}
+			for _, name := range opts.DependsOn[o.logical] {
+				if d.byName[name] == c && o != c {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	startedAt := map[*ctrRes]time.Time{}
+	var deferred []*ctrRes
+	for len(done)+len(deferred) < len(d.ctrs) {
+		var waiting []*ctrRes
 		for progress := true; progress; {
 			progress = false
 			for _, c := range d.ctrs {
@@ -304,9 +322,17 @@ func Apply(t testing.TB, resources []Resource, opts ApplyOptions) *Deployment {
 			}
 		}
 		for _, c := range waiting {
+			if !dependedOn(c) {
+				deferred = append(deferred, c)
+				continue
+			}
 			d.awaitStarted(t, c, startedAt[c])
 			done[c] = true
 		}
+	}
+	for _, c := range deferred {
+		d.awaitStarted(t, c, startedAt[c])
+		done[c] = true
 	}
 	return d
 }
