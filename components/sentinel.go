@@ -109,9 +109,13 @@ func (b *RedisBroker) buildSentinel(ctx *pulumi.Context, name string, env *nodeE
 	}
 	b.DataNodes = containers
 	b.Containers = append([]pulumi.Resource(nil), containers...)
-	// The Sentinels depend on the data nodes only: they turn healthy together (quorum), so Pulumi must
-	// create them in parallel, not one after another.
-	dataNodes := b.DataNodes
+	// The Sentinels never depend on each other: they turn healthy together (quorum), so Pulumi must
+	// create them in parallel. Deployed, they depend on the data nodes, so that a change replaces them
+	// (and lands their new files) after the data nodes. Not deployed yet, they are created alongside the
+	// data nodes, which saves a healthcheck wave: a Sentinel retries the primary's alias every second
+	// until it resolves (announce-hostnames keeps the alias in its config), and turns healthy once the
+	// Sentinels have found each other through the primary.
+	dataNodes := after(args.Primary, b.DataNodes)
 	var hosts, endpoints []string
 	for j := 1; j <= t.Sentinels; j++ {
 		site := env.sites[sentinelSite(args, j)]
@@ -185,8 +189,9 @@ func tlsUploads(seed, name, alias, address string) ([]docker.ContainerUpload, er
 	}, nil
 }
 
-// after is the dependency of a data node on the one replaced before it: one at a time, so a change
-// never takes two data nodes down together; none when nothing is deployed yet (primary "").
+// after is previous once the topology is deployed (primary set), none when nothing is deployed yet
+// (primary ""): a data node depends on the one replaced before it, so a change never takes two data
+// nodes down together, and a Sentinel on the data nodes; a first deploy creates them all together.
 func after(primary string, previous []pulumi.Resource) []pulumi.Resource {
 	if primary == "" {
 		return nil

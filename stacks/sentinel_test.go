@@ -60,6 +60,14 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 			assert.NotContains(t, resOf(t, r, fmt.Sprintf("broker-redis-%d", i)).DependsOn, fmt.Sprintf("broker-redis-%d", k))
 		}
 	}
+	// Not deployed yet: the Sentinels are created alongside the data nodes (their carriers too).
+	for j := 1; j <= 3; j++ {
+		for _, res := range []string{fmt.Sprintf("broker-sentinel-%d", j), components.FilesCarrier(fmt.Sprintf("broker-sentinel-%d", j))} {
+			for i := 0; i <= 2; i++ {
+				assert.NotContains(t, resOf(t, r, res).DependsOn, fmt.Sprintf("broker-redis-%d", i), "%s waits for nothing on the first deploy", res)
+			}
+		}
+	}
 	// Deployed (the Sentinels name redis-0): one data node at a time, the replicas first, the primary last.
 	r = run(t, "prod", declared.Options{Config: sentinelProd.Config, LivePrimary: "redis-0"})
 	assert.NotContains(t, resOf(t, r, "broker-redis-1").DependsOn, "broker-redis-0")
@@ -90,7 +98,8 @@ func TestSentinelTopologyDeclaresNodesAndSentinels(t *testing.T) {
 		assert.Contains(t, conf, "\nrequirepass \""+sentinelPw+"\"\n", "Sentinels are authenticated")
 		assert.Equal(t, sentinelPw, up[redisconf.SentinelPasswordFile])
 		deps := resOf(t, r, fmt.Sprintf("broker-sentinel-%d", j)).DependsOn
-		assert.Contains(t, deps, "broker-redis-0", "Sentinels start after the data nodes are healthy")
+		assert.Contains(t, deps, "broker-redis-0", "deployed, Sentinels are replaced after the data nodes")
+		assert.Contains(t, resOf(t, r, components.FilesCarrier(fmt.Sprintf("broker-sentinel-%d", j))).DependsOn, "broker-redis-0", "and their new files land then")
 		for k := 1; k <= 3; k++ {
 			assert.NotContains(t, deps, fmt.Sprintf("broker-sentinel-%d", k), "Sentinels are created in parallel: alone, one never has a quorum")
 		}

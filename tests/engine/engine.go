@@ -123,8 +123,28 @@ func BaseImages(t testing.TB) (redis, worker string) {
 // the names' common part. Cleanup also removes the volumes destroy keeps on purpose.
 func NewIsolatedProject(t testing.TB, stack string) (*Project, string) {
 	t.Helper()
+	return NewIsolatedProjectAt(t, stack, "")
+}
+
+// MissingRevision is "" when this checkout holds git revision (NewIsolatedProjectAt can build the
+// project as it was), else why not, in one line.
+func MissingRevision(revision string) string {
+	root, err := stacks.FindRoot()
+	if err != nil {
+		return err.Error()
+	}
+	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", revision+"^{commit}").CombinedOutput(); err != nil {
+		return fmt.Sprintf("revision %s is not in this checkout (git cat-file: %v %s): no git history here", revision, err, strings.TrimSpace(string(out)))
+	}
+	return ""
+}
+
+// NewIsolatedProjectAt is NewIsolatedProject on the project as it was at git revision (a baseline
+// measured against an earlier program in the same run); "" is the working tree.
+func NewIsolatedProjectAt(t testing.TB, stack, revision string) (*Project, string) {
+	t.Helper()
 	sfx := strings.TrimPrefix(dockertest.MakeSuffix(t.Name()), "dt-")
-	p := newLocalProject(t, stack, sfx)
+	p := newLocalProject(t, stack, sfx, revision)
 	p.SetPaths(map[string]string{
 		"container.name":      sfx + "-redis",
 		"container.network":   sfx + "-net",
@@ -140,20 +160,21 @@ func NewIsolatedProject(t testing.TB, stack string) (*Project, string) {
 // Cleanup also removes the volumes destroy keeps and the images.
 func NewScopedProject(t testing.TB, stack, profile string) *Project {
 	t.Helper()
-	p := newLocalProject(t, stack, stack)
+	p := newLocalProject(t, stack, stack, "")
 	p.SetPath("profile", profile)
 	return p
 }
 
 // newLocalProject is NewProject on this machine's engine (docker:host), with the base images of
-// BaseImages; cleanup removes the volumes and images whose names contain marker.
-func newLocalProject(t testing.TB, stack, marker string) *Project {
+// BaseImages, from revision as newProject; cleanup removes the volumes and images whose names contain
+// marker.
+func newLocalProject(t testing.TB, stack, marker, revision string) *Project {
 	t.Helper()
 	redisBase, workerBase := BaseImages(t)
 	// Registered before NewProject's destroy, so it runs after it (cleanups run last-in first-out).
 	// What destroy keeps on purpose (data volumes) or by design (images): this project's only.
 	t.Cleanup(func() { RemoveMarked(marker) })
-	p := NewProject(t, stack)
+	p := newProject(t, stack, revision)
 	host := os.Getenv("DOCKER_HOST")
 	if host == "" {
 		host = "unix:///var/run/docker.sock"
@@ -201,14 +222,30 @@ var projectFiles = []string{"Makefile", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulum
 // `make up` does (deployment/docker/ops/build.sh). Cleanup destroys the stack and removes it.
 func NewProject(t testing.TB, stack string) *Project {
 	t.Helper()
+	return newProject(t, stack, "")
+}
+
+// newProject is NewProject on a copy of the working tree (revision ""), or of the project's files at
+// git revision (git archive), which needs the repository's history.
+func newProject(t testing.TB, stack, revision string) *Project {
+	t.Helper()
 	root, err := stacks.FindRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	for _, f := range projectFiles {
-		if out, err := exec.Command("cp", "-a", filepath.Join(root, f), dir).CombinedOutput(); err != nil {
-			t.Fatalf("copy %s: %v: %s", f, err, out)
+	if revision != "" {
+		extract := exec.Command("bash", "-c", `set -o pipefail; git -C "$1" archive --format=tar "$2" -- "${@:4}" | tar -x -C "$3"`,
+			"archive", root, revision, dir)
+		extract.Args = append(extract.Args, projectFiles...)
+		if out, err := extract.CombinedOutput(); err != nil {
+			t.Fatalf("the project at %s: %v: %s", revision, err, out)
+		}
+	} else {
+		for _, f := range projectFiles {
+			if out, err := exec.Command("cp", "-a", filepath.Join(root, f), dir).CombinedOutput(); err != nil {
+				t.Fatalf("copy %s: %v: %s", f, err, out)
+			}
 		}
 	}
 	_ = os.RemoveAll(filepath.Join(dir, ".pulumi-state"))
