@@ -191,12 +191,13 @@ type EmailServiceContainer struct {
 	StallExitSeconds int `json:"stallExitSeconds"`
 	// WaitForRedis creates the worker only once Redis is healthy (every data node in sentinel mode),
 	// as compose's depends_on: service_healthy does. false creates it alongside Redis and relies on the
-	// worker's own connection retries: the reference worker waits for an authenticated PING before it
-	// consumes (emailclient_broker.wait_for_broker), and Celery retries its broker connection at start.
-	// Either way `pulumi up` returns only when Redis and the worker are healthy, and a stop still lets
-	// running tasks finish. Defaults to true; false in dev, where it saves a healthcheck wave per
-	// deploy (BENCHMARKS.md section 6). Set it false for your own image only if its worker retries the
-	// broker connection at start (Celery does).
+	// worker waiting for the broker itself: the reference worker waits for an authenticated PING and an
+	// accepted write before it consumes (emailclient_broker.wait_for_broker). Celery's own start-up
+	// retry covers a broker not up yet, but not a Sentinel primary that refuses writes until a replica
+	// has synced (NOREPLICAS): such a worker exits once and Docker restarts it. Either way `pulumi up`
+	// returns only when Redis and the worker are healthy, and a stop still lets running tasks finish.
+	// Defaults to true; false in dev, where it saves a healthcheck wave per deploy (BENCHMARKS.md
+	// section 6). Set it false for your own image once its worker calls wait_for_broker.
 	WaitForRedis bool `json:"waitForRedis"`
 	// Placement is, in a multi-host stack, how many workers run on which host (host name to count,
 	// 1-32 each), e.g. {app-1: 2, app-2: 2}. Defaults to one worker on the first host. Each is named

@@ -57,6 +57,38 @@ class WaitForBroker(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_primary_refusing_writes_is_not_ready_until_its_replica_syncs(self):
+        # A Sentinel topology's primary (min-replicas-to-write 1) answers PING before its replica has
+        # synced, but refuses writes until then: the worker's first write would end it.
+        primary_port, replica_port = _free_port(), _free_port()
+        primary = _Redis(primary_port, "--requirepass", PASSWORD, "--min-replicas-to-write", "1")
+        replicas = []
+        try:
+            with self.assertRaises(BrokerNotReadyError) as ctx:
+                wait_for_broker(_app(primary_port, PASSWORD), timeout=0.5, interval=0.1)
+            self.assertIn("NOREPLICAS", str(ctx.exception))
+            starter = threading.Timer(1.0, lambda: replicas.append(
+                _Redis(replica_port, "--replicaof", "127.0.0.1", str(primary_port), "--masterauth", PASSWORD)))
+            starter.start()
+            started = time.monotonic()
+            waited = wait_for_broker(_app(primary_port, PASSWORD), timeout=20)
+            starter.join()
+            self.assertGreaterEqual(waited, 1.0, "ready only once the replica is there")
+            self.assertLessEqual(waited, time.monotonic() - started)
+        finally:
+            for s in [primary, *replicas]:
+                s.stop()
+
+    def test_a_user_without_del_is_checked_by_ping_alone(self):
+        port = _free_port()
+        server = _Redis(port, "--user", "reader", "on", ">" + PASSWORD, "~*", "&*", "+@all", "-del")
+        try:
+            app = _app(port, PASSWORD)
+            app.conf.broker_url = f"redis://reader:{PASSWORD}@127.0.0.1:{port}/0"
+            self.assertLess(wait_for_broker(app, timeout=5), 5)
+        finally:
+            server.stop()
+
     def test_no_server_times_out(self):
         with self.assertRaises(BrokerNotReadyError) as ctx:
             wait_for_broker(_app(_free_port(), PASSWORD), timeout=0.5, interval=0.1)
