@@ -157,6 +157,14 @@ func TestSentinelFailoverWithContainers(t *testing.T) {
 			t.Fatalf("%s health = %q after Apply, want healthy", c, h)
 		}
 	}
+	// Created alongside the data nodes, the Sentinels and the worker came up without a restart: the
+	// worker waits until the primary accepts writes (a primary whose replicas have not synced refuses
+	// them, NOREPLICAS, and the worker's first write at start would end it).
+	for _, c := range append(slices.Clone(sentinels), emailCtr) {
+		if n := num(get(d.Inspect(c), "RestartCount")); n != 0 {
+			t.Fatalf("%s restarted %d times during the deploy; its log:\n%s", c, n, d.Logs(c))
+		}
+	}
 	t.Logf("FIGURE sentinel dev stack: apply (%d images, %d data nodes, %d Sentinels, %d containers in all) until all healthy: %s",
 		len(res.ByType(declared.ImageType)), len(nodes), len(sentinels), len(res.ByType(declared.ContainerType)), took.Round(100*time.Millisecond))
 

@@ -116,6 +116,13 @@ func TestSentinelChangeAndRotationAfterFailover(t *testing.T) {
 	nodes := []string{base + "-0", base + "-1", base + "-2"}
 	sentinels := []string{base + "-sentinel-1", base + "-sentinel-2", base + "-sentinel-3"}
 	require.Equal(t, "redis-0", sentinelPrimary(sentinels, master))
+	// A first deploy creates the Sentinels and the worker alongside the data nodes: none restarted (the
+	// worker waits until the primary accepts writes, which it refuses until a replica has synced).
+	for _, c := range append(slices.Clone(sentinels), p.Output("emailServiceContainer")) {
+		out, err := exec.Command("docker", "inspect", "-f", "{{.RestartCount}}", c).CombinedOutput()
+		require.NoError(t, err, "docker inspect %s: %s", c, out)
+		require.Equal(t, "0", strings.TrimSpace(string(out)), "%s restarted during the first deploy", c)
+	}
 
 	failover, err := exec.Command("docker", "exec", sentinels[0], "sh", "-c",
 		`REDISCLI_AUTH=$(cat /run/redis/sentinel.password) exec redis-cli --no-auth-warning -p 26379 SENTINEL FAILOVER "$0"`, master).CombinedOutput()
