@@ -119,9 +119,7 @@ func TestSentinelChangeAndRotationAfterFailover(t *testing.T) {
 	// A first deploy creates the Sentinels and the worker alongside the data nodes: none restarted (the
 	// worker waits until the primary accepts writes, which it refuses until a replica has synced).
 	for _, c := range append(slices.Clone(sentinels), p.Output("emailServiceContainer")) {
-		out, err := exec.Command("docker", "inspect", "-f", "{{.RestartCount}}", c).CombinedOutput()
-		require.NoError(t, err, "docker inspect %s: %s", c, out)
-		require.Equal(t, "0", strings.TrimSpace(string(out)), "%s restarted during the first deploy", c)
+		require.EqualValues(t, 0, inspect(t, c)["RestartCount"], "%s restarted during the first deploy; its log:\n%s", c, logs(c))
 	}
 
 	failover, err := exec.Command("docker", "exec", sentinels[0], "sh", "-c",

@@ -28,6 +28,6 @@ def _broker_first(**_):
     """The program may start this worker alongside Redis (emailService.waitForRedis false): consume
     only once the broker answers an authenticated PING and accepts a write (a Sentinel primary refuses
     writes until a replica has synced, and the worker's first write would end it), polled every 0.2s
-    rather than Celery's 2s start-up retry. After 60s Celery logs the BrokerNotReadyError (it never lets a signal handler's
-    error stop the worker) and its own retry takes over."""
+    rather than Celery's 2s start-up retry. After 60s Celery logs the BrokerNotReadyError (it never
+    lets a signal handler's error stop the worker) and its own retry takes over."""
     wait_for_broker(app)

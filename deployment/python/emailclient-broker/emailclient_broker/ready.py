@@ -49,8 +49,9 @@ def wait_for_broker(app, timeout=WAIT_TIMEOUT, interval=POLL_INTERVAL):
     """Block until the Celery app's broker answers an authenticated PING and accepts a write (see
     WRITE_PROBE_KEY), and return the seconds waited.  Raises BrokerNotReadyError after ``timeout``
     seconds, naming the last error (a refused connection, WRONGPASS, LOADING, NOREPLICAS, no primary
-    known to the Sentinels) but never the URL, which holds the password.  Each attempt goes through the app's own connection, so the transport options
-    (Sentinel master name, TLS, socket timeouts) are the ones the worker will use."""
+    known to the Sentinels) but never the URL, which holds the password.  Each attempt goes through
+    the app's own connection, so the transport options (Sentinel master name, TLS, socket timeouts)
+    are the ones the worker will use."""
     start = time.monotonic()
     last, attempts = None, 0
     while True:
